@@ -1,0 +1,7 @@
+"""``python -m pitelemetry`` is the ``pitelemetry`` command."""
+
+import sys
+
+from pitelemetry.cli import main
+
+sys.exit(main())

@@ -1,0 +1,80 @@
+"""``pitelemetry check``: the config, InfluxDB and every input, one line each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pitelemetry import influxql
+from pitelemetry.agent import build_inputs
+from pitelemetry.collector import Collector
+from pitelemetry.config import Config
+from pitelemetry.writer import AuthError, WriteError, api_for_version, ping
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    subject: str
+    ok: bool
+    detail: str
+
+    def render(self) -> str:
+        mark = "ok  " if self.ok else "FAIL"
+        return f"{mark} {self.subject:<10} {self.detail}"
+
+
+def run_checks(config: Config) -> Iterator[CheckResult]:
+    yield CheckResult("config", True, f"{config.path} ({len(config.inputs)} inputs)")
+    yield _check_influxdb(config)
+    yield from _check_inputs(config)
+
+
+def _check_influxdb(config: Config) -> CheckResult:
+    influx = config.influxdb
+    try:
+        version = ping(influx.url, influx.timeout)
+    except WriteError as exc:
+        return CheckResult("influxdb", False, f"{exc}; is InfluxDB running? [influxdb] url")
+    api = api_for_version(version) if influx.api == "auto" else influx.api
+    where = f"{influx.url} (version {version or 'unknown'}, {api} API)"
+    if api == "v2":
+        bucket = influx.bucket or influx.database
+        return CheckResult("influxdb", True, f"{where}, writing to bucket {bucket!r}")
+    password = influx.password_file.reveal() if influx.password_file else ""
+    try:
+        results = influxql.query(influx.url, "SHOW DATABASES", username=influx.username,
+                                 password=password, timeout=influx.timeout)
+    except AuthError as exc:
+        return CheckResult("influxdb", False,
+                           f"{where}: {exc}; check [influxdb] username and password_file")
+    except (WriteError, ValueError) as exc:
+        return CheckResult("influxdb", False, f"{where}: {exc}")
+    names = {row["name"] for row in influxql.rows(results[0])}
+    if influx.database not in names:
+        return CheckResult("influxdb", False, f"{where}: database {influx.database!r} does "
+                           "not exist; run `pitelemetry provision`")
+    return CheckResult("influxdb", True, f"{where}, database {influx.database!r} exists")
+
+
+def _check_inputs(config: Config) -> Iterator[CheckResult]:
+    if not config.inputs:
+        yield CheckResult("inputs", False, "no [[inputs.*]] configured: nothing to collect")
+        return
+
+    def discard(lines: list[str]) -> None:
+        del lines  # check only counts points (InputStats.points)
+
+    try:
+        running = build_inputs(config)
+    except Exception as exc:  # noqa: BLE001 - reported as the check's result
+        yield CheckResult("inputs", False, f"cannot start inputs: {exc}")
+        return
+    collector = Collector(running, discard)
+    collector.collect_once()
+    collector.stop()
+    for item in running:
+        stats = item.stats
+        if stats.errors:
+            yield CheckResult(item.config.name, False, stats.last_error)
+        else:
+            yield CheckResult(item.config.name, True, f"{stats.points} points")

@@ -1,0 +1,104 @@
+"""The ``pitelemetry`` command. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config.
+
+Only ``argparse`` is imported up front; each command imports what it needs, so
+``pitelemetry --help`` answers quickly on a Pi Zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from pitelemetry import __version__
+
+if TYPE_CHECKING:
+    from pitelemetry.config import Config
+
+log = logging.getLogger("pitelemetry")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+DESCRIPTION = """\
+Collects a Raspberry Pi's health, home sensors, MQTT messages and stock quotes
+and writes them to InfluxDB.
+
+commands:
+  run     the daemon: collect every input at its interval and write to InfluxDB
+  once    collect every input once and print line protocol; writes nothing
+  check   validate the config, reach InfluxDB, try every input; exit 0 only if all is well
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c", "--config", metavar="PATH", default=argparse.SUPPRESS,
+        help="config file (default: /etc/pitelemetry/pitelemetry.toml)",
+    )
+    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                        default=argparse.SUPPRESS, help="override [agent] log_level")
+    parser = argparse.ArgumentParser(
+        prog="pitelemetry", description=DESCRIPTION, parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"pitelemetry {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands.add_parser("run", parents=[common], help="run the collector daemon")
+    commands.add_parser("once", parents=[common], help="collect once, print line protocol")
+    commands.add_parser("check", parents=[common], help="check config, InfluxDB and inputs")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from pitelemetry import logs  # noqa: PLC0415 - keep --help fast
+    from pitelemetry.config import DEFAULT_PATH, ConfigError, load  # noqa: PLC0415
+
+    logs.setup(getattr(args, "log_level", "info"))
+    try:
+        config = load(getattr(args, "config", DEFAULT_PATH))
+    except ConfigError as exc:
+        print(f"pitelemetry: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not hasattr(args, "log_level"):
+        logging.getLogger().setLevel(config.agent.log_level.upper())
+    handler = {"run": _run, "once": _once, "check": _check}[args.command]
+    return handler(config)
+
+
+def _run(config: Config) -> int:
+    from pitelemetry.agent import Agent  # noqa: PLC0415
+
+    return Agent(config).run()
+
+
+def _once(config: Config) -> int:
+    from pitelemetry.agent import build_inputs  # noqa: PLC0415
+    from pitelemetry.collector import Collector  # noqa: PLC0415
+
+    def emit(lines: list[str]) -> None:
+        sys.stdout.write("\n".join(lines) + "\n")
+
+    collector = Collector(build_inputs(config), emit)
+    collector.collect_once()
+    sys.stdout.flush()
+    collector.stop()
+    failed = [r for r in collector.inputs if r.stats.errors]
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+def _check(config: Config) -> int:
+    from pitelemetry.check import run_checks  # noqa: PLC0415
+
+    ok = True
+    for result in run_checks(config):
+        ok = ok and result.ok
+        print(result.render())
+    return EXIT_OK if ok else EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

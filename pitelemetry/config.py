@@ -1,0 +1,362 @@
+"""The TOML configuration, parsed once at start into frozen dataclasses.
+
+Every section is a dataclass whose annotations are the schema: the parser refuses unknown
+keys, wrong types and bad durations with a :class:`ConfigError` naming the file, the key
+and what is allowed. Secrets are never values in the file: a ``*_file`` key names a file
+(an absolute path, or a credential name looked up in ``$CREDENTIALS_DIRECTORY``) and the
+parsed config holds a :class:`Secret`, whose ``repr`` shows only where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NewType
+
+DEFAULT_PATH = Path("/etc/pitelemetry/pitelemetry.toml")
+
+Duration = NewType("Duration", float)
+"""Seconds, written in the file as ``"10s"``, ``"5m"``, ``"1h30m"`` or ``"250ms"``."""
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+class ConfigError(Exception):
+    """A configuration problem; ``str()`` is the message to show the user."""
+
+    def __init__(self, path: Path | str, key: str, problem: str) -> None:
+        self.path = str(path)
+        self.key = key
+        self.problem = problem
+        where = f"{self.path}: {key}: " if key else f"{self.path}: "
+        super().__init__(where + problem)
+
+
+class Secret:
+    """A secret read from a file; ``reveal()`` returns it, ``repr`` never does."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str) -> None:
+        self._value = value
+        self.source = source
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret(from {self.source!r})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+SecretFile = NewType("SecretFile", str)
+"""A ``*_file`` key: parsed into ``Secret | None``."""
+
+
+def parse_duration(text: str) -> float:
+    """``"1h30m"`` -> 5400.0; raises ``ValueError`` on anything else."""
+    text = text.strip()
+    pos = 0
+    total = 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(text)
+    return total
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    interval: Duration = Duration(10.0)
+    flush_interval: Duration = Duration(5.0)
+    batch_size: int = 5000
+    host: str = ""
+    state_dir: str = "/var/lib/pitelemetry"
+    runtime_dir: str = "/run/pitelemetry"
+    spool_max_bytes: int = 64 * 1024 * 1024
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def hostname(self) -> str:
+        return self.host or socket.gethostname()
+
+
+@dataclass(frozen=True)
+class InfluxConfig:
+    url: str = "http://127.0.0.1:8086"
+    api: Literal["auto", "v1", "v2"] = "auto"
+    database: str = "pitelemetry"
+    retention_policy: str = ""
+    username: str = ""
+    password_file: Secret | None = None
+    org: str = ""
+    bucket: str = ""
+    token_file: Secret | None = None
+    timeout: Duration = Duration(10.0)
+    gzip: bool = True
+
+
+@dataclass(frozen=True)
+class GrafanaConfig:
+    url: str = "http://127.0.0.1:3000"
+    token_file: Secret | None = None
+    username: str = ""
+    password_file: Secret | None = None
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """One ``[[inputs.<type>]]`` table: the shared keys, and the input's own options."""
+
+    type: str
+    index: int
+    interval: float
+    timeout: float
+    tags: Mapping[str, str]
+    options: Any
+
+    @property
+    def name(self) -> str:
+        """``system`` for the first input of a type, ``system#2`` for the second."""
+        return self.type if self.index == 0 else f"{self.type}#{self.index + 1}"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    influxdb: InfluxConfig = field(default_factory=InfluxConfig)
+    grafana: GrafanaConfig = field(default_factory=GrafanaConfig)
+    inputs: tuple[InputConfig, ...] = ()
+
+
+# Credential names used when a *_file key is empty, e.g. with systemd's LoadCredential=.
+_DEFAULT_CREDENTIALS = {
+    ("influxdb", "password_file"): "influxdb.password",
+    ("influxdb", "token_file"): "influxdb.token",
+    ("grafana", "token_file"): "grafana.token",
+    ("grafana", "password_file"): "grafana.password",
+}
+
+
+class _Parser:
+    def __init__(self, path: Path, environ: Mapping[str, str]) -> None:
+        self.path = path
+        self.environ = environ
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(self.path, key, problem)
+
+    def section(
+        self, cls: type[Any], table: object, where: str, also_allowed: tuple[str, ...] = ()
+    ) -> Any:
+        """Build dataclass ``cls`` from ``table``, checking every key against its fields."""
+        if not isinstance(table, dict):
+            raise self.error(where, f"expected a table, got {_describe(table)}")
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        unknown = sorted(set(table) - set(fields))
+        if unknown:
+            allowed = ", ".join(sorted([*fields, *also_allowed]))
+            raise self.error(f"{where}.{unknown[0]}", f"unknown key; allowed keys: {allowed}")
+        values = {}
+        for name in fields:
+            key = f"{where}.{name}" if where else name
+            if name in table:
+                values[name] = self.value(hints[name], table[name], key)
+            elif hints[name] == Secret | None:
+                values[name] = self.default_secret(where, name)
+        return cls(**values)
+
+    def value(self, hint: Any, raw: object, key: str) -> Any:  # noqa: PLR0911, PLR0912
+        origin = typing.get_origin(hint)
+        if hint is Duration:
+            if not isinstance(raw, str):
+                raise self.error(key, f'expected a duration like "10s", got {_describe(raw)}')
+            try:
+                seconds = parse_duration(raw)
+            except ValueError:
+                raise self.error(
+                    key, f'bad duration {raw!r}; use a number and unit: ms, s, m, h, d ("10s")'
+                ) from None
+            if seconds <= 0:
+                raise self.error(key, f"duration {raw!r} must be greater than zero")
+            return Duration(seconds)
+        if hint == Secret | None:
+            return self.secret(raw, key)
+        if origin is Literal:
+            allowed = typing.get_args(hint)
+            if raw not in allowed:
+                choices = ", ".join(str(a) for a in allowed)
+                raise self.error(key, f"{raw!r} is not allowed; expected one of {choices}")
+            return raw
+        if hint is bool:
+            if not isinstance(raw, bool):
+                raise self.error(key, f"expected true or false, got {_describe(raw)}")
+            return raw
+        if hint is int:
+            if isinstance(raw, bool) or not isinstance(raw, int):
+                raise self.error(key, f"expected an integer, got {_describe(raw)}")
+            if raw < 0:
+                raise self.error(key, f"must not be negative, got {raw}")
+            return raw
+        if hint is float:
+            if isinstance(raw, bool) or not isinstance(raw, int | float):
+                raise self.error(key, f"expected a number, got {_describe(raw)}")
+            return float(raw)
+        if hint is str:
+            if not isinstance(raw, str):
+                raise self.error(key, f"expected a string, got {_describe(raw)}")
+            return raw
+        if origin is tuple:
+            (item_hint, _) = typing.get_args(hint)
+            if not isinstance(raw, list):
+                raise self.error(key, f"expected a list, got {_describe(raw)}")
+            return tuple(self.value(item_hint, item, f"{key}[{i}]") for i, item in enumerate(raw))
+        if origin in (dict, Mapping, typing.get_origin(Mapping[str, str])):
+            if not isinstance(raw, dict):
+                raise self.error(key, f"expected a table like {{ name = \"value\" }}, got "
+                                 f"{_describe(raw)}")
+            _, value_hint = typing.get_args(hint)
+            return types.MappingProxyType(
+                {str(k): self.value(value_hint, v, f"{key}.{k}") for k, v in raw.items()}
+            )
+        if origin in (types.UnionType, typing.Union):
+            options = [a for a in typing.get_args(hint) if a is not type(None)]
+            if len(options) == 1:
+                return self.value(options[0], raw, key)
+        if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+            return self.section(hint, raw, key)
+        raise self.error(key, f"cannot read a value of type {hint}")  # a schema bug, not user's
+
+    def secret(self, raw: object, key: str) -> Secret | None:
+        if not isinstance(raw, str):
+            raise self.error(key, f"expected the path of a file, got {_describe(raw)}")
+        if not raw:
+            return None
+        candidates = [Path(raw)]
+        credentials = self.environ.get("CREDENTIALS_DIRECTORY")
+        if credentials and not Path(raw).is_absolute():
+            candidates.insert(0, Path(credentials) / raw)
+        for candidate in candidates:
+            try:
+                text = candidate.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise self.error(key, f"cannot read secret file {candidate}: {exc.strerror}") from None
+            return Secret(text.strip(), str(candidate))
+        looked = " or ".join(str(c) for c in candidates)
+        raise self.error(key, f"secret file not found: {looked}")
+
+    def default_secret(self, where: str, name: str) -> Secret | None:
+        credential = _DEFAULT_CREDENTIALS.get((where, name))
+        directory = self.environ.get("CREDENTIALS_DIRECTORY")
+        if not credential or not directory:
+            return None
+        path = Path(directory) / credential
+        if not path.exists():
+            return None
+        return self.secret(str(path), f"{where}.{name}")
+
+
+def _describe(raw: object) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+             list: "a list", dict: "a table"}
+    return f"{names.get(type(raw), type(raw).__name__)} ({raw!r})"
+
+
+def load(path: Path | str = DEFAULT_PATH, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the config file; raises :class:`ConfigError` on any problem."""
+    path = Path(path)
+    environ = os.environ if environ is None else environ
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(path, "", "config file not found") from None
+    except PermissionError:
+        raise ConfigError(path, "", "permission denied reading the config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "", f"not valid TOML: {exc}") from None
+    return parse(data, path, environ)
+
+
+def parse(data: Mapping[str, Any], path: Path | str, environ: Mapping[str, str]) -> Config:
+    """Validate already-decoded TOML ``data`` (``path`` is used in messages)."""
+    from pitelemetry.inputs import registry  # noqa: PLC0415 - config is imported by inputs
+
+    parser = _Parser(Path(path), environ)
+    known = {"agent", "influxdb", "grafana", "inputs"}
+    for key in data:
+        if key not in known:
+            raise parser.error(key, f"unknown section; allowed: {', '.join(sorted(known))}")
+    agent = parser.section(AgentConfig, data.get("agent", {}), "agent")
+    if agent.batch_size < 1:
+        raise parser.error("agent.batch_size", "must be at least 1")
+    influxdb = parser.section(InfluxConfig, data.get("influxdb", {}), "influxdb")
+    if not influxdb.url.startswith(("http://", "https://")):
+        raise parser.error("influxdb.url", f"{influxdb.url!r} must start with http:// or https://")
+    grafana = parser.section(GrafanaConfig, data.get("grafana", {}), "grafana")
+
+    inputs_table = data.get("inputs", {})
+    if not isinstance(inputs_table, dict):
+        raise parser.error("inputs", "expected [[inputs.<type>]] tables")
+    inputs: list[InputConfig] = []
+    for kind, tables in inputs_table.items():
+        if kind not in registry.INPUTS:
+            known_inputs = ", ".join(sorted(registry.INPUTS))
+            raise parser.error(f"inputs.{kind}", f"unknown input type; known: {known_inputs}")
+        if isinstance(tables, dict):
+            tables = [tables]
+        if not isinstance(tables, list):
+            raise parser.error(f"inputs.{kind}", f"write it as [[inputs.{kind}]]")
+        options_cls = registry.options_class(kind)
+        for index, table in enumerate(tables):
+            where = f"inputs.{kind}[{index}]"
+            if not isinstance(table, dict):
+                raise parser.error(where, "expected a table")
+            shared = {k: table[k] for k in _SHARED_INPUT_KEYS if k in table}
+            own = {k: v for k, v in table.items() if k not in shared}
+            common = parser.section(_InputCommon, shared, where)
+            interval = common.interval or agent.interval
+            inputs.append(
+                InputConfig(
+                    type=kind,
+                    index=index,
+                    interval=interval,
+                    timeout=common.timeout or interval,
+                    tags=common.tags,
+                    options=parser.section(options_cls, own, where, _SHARED_INPUT_KEYS),
+                )
+            )
+    return Config(str(path), agent, influxdb, grafana, tuple(inputs))
+
+
+_SHARED_INPUT_KEYS = ("interval", "timeout", "tags")
+
+
+@dataclass(frozen=True)
+class _InputCommon:
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)

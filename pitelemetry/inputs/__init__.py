@@ -1,0 +1,46 @@
+"""Inputs: one module per source of readings, each registered by one line in
+:mod:`pitelemetry.inputs.registry`.
+
+An input is a class with a frozen ``Options`` dataclass (its config keys, validated by
+:mod:`pitelemetry.config`) and a ``collect()`` method that yields fresh
+:class:`~pitelemetry.point.Point` objects every call. Inputs never talk to InfluxDB.
+Everything an input touches outside the process (a sysfs root, a bus, a clock, an HTTP
+session) is a keyword argument of its constructor that defaults to the real thing, so
+tests pass fakes instead of patching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from pitelemetry.config import AgentConfig, InputConfig
+    from pitelemetry.point import Point
+
+
+class InputError(Exception):
+    """An input could not read its source; the message says what to check.
+
+    Raised from ``collect()``; the collector logs it once per change of message, counts
+    it, and keeps running the input at its interval so a replugged sensor recovers.
+    """
+
+
+class Input:
+    """Base class of every input. Subclasses set ``Options`` and implement ``collect``."""
+
+    Options: ClassVar[type[Any]]
+
+    @classmethod
+    def from_config(cls, config: InputConfig, agent: AgentConfig) -> Input:
+        """Build the input from its config; override to pass ``agent.state_dir`` etc."""
+        del agent
+        return cls(config.options)  # type: ignore[call-arg]
+
+    def collect(self) -> Iterable[Point]:
+        """Read the source now and yield its points, stamped when read."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release handles (GPIO pins, connections). The default has none."""

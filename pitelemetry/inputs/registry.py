@@ -1,0 +1,28 @@
+"""The input registry: one line per input type, ``name: "module:Class"``.
+
+Modules are imported only when an input of that type is configured, so an unused
+input's dependencies (an MQTT client, an HTTP stack) cost no start-up time or memory.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from pitelemetry.inputs import Input
+
+INPUTS: dict[str, str] = {
+    "system": "pitelemetry.inputs.system:SystemInput",
+}
+
+
+def input_class(kind: str) -> type[Input]:
+    """Import and return the class registered as ``kind``."""
+    module_name, _, class_name = INPUTS[kind].partition(":")
+    cls: type[Input] = getattr(importlib.import_module(module_name), class_name)
+    return cls
+
+
+def options_class(kind: str) -> type[Any]:
+    """The frozen dataclass holding the config keys of input ``kind``."""
+    return input_class(kind).Options

@@ -1,0 +1,83 @@
+"""Logging to stderr: plain lines on a terminal, ``<N>`` priority prefixes under systemd.
+
+journald adds its own timestamps and reads a ``<N>`` prefix as the syslog priority when
+the process's stderr is connected to it (``$JOURNAL_STREAM`` is set), so we print
+neither timestamps nor levels there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Mapping
+
+_PRIORITY = {
+    logging.CRITICAL: 2,
+    logging.ERROR: 3,
+    logging.WARNING: 4,
+    logging.INFO: 6,
+    logging.DEBUG: 7,
+}
+
+
+class JournalFormatter(logging.Formatter):
+    """``<4>message``: the priority prefix journald understands, no timestamp."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = _PRIORITY.get(record.levelno, 6)
+        text = super().format(record)
+        # Each line of a traceback carries the prefix, so journald keeps them together.
+        return "\n".join(f"<{priority}>{line}" for line in text.splitlines())
+
+
+def setup(level: str = "info", environ: Mapping[str, str] | None = None) -> None:
+    """Configure the root logger for the CLI; call once at start."""
+    environ = os.environ if environ is None else environ
+    handler = logging.StreamHandler(sys.stderr)
+    formatter: logging.Formatter
+    if environ.get("JOURNAL_STREAM"):
+        formatter = JournalFormatter("%(name)s: %(message)s")
+    else:
+        formatter = logging.Formatter(
+            "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
+        )
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+class StateLog:
+    """Logs a condition once when it starts and once when it ends, not every tick.
+
+    ``report(key, message)`` logs ``message`` only when it differs from the last one
+    for ``key``; ``clear(key, message)`` logs the recovery once if a problem was active.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+        self._active: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def report(self, key: str, message: str, level: int = logging.WARNING) -> bool:
+        """Log ``message`` if it is new for ``key``; return whether it was logged."""
+        with self._lock:
+            if self._active.get(key) == message:
+                return False
+            self._active[key] = message
+        self._logger.log(level, "%s", message)
+        return True
+
+    def clear(self, key: str, message: str | None = None) -> bool:
+        """End the condition ``key``; log ``message`` if one was active."""
+        with self._lock:
+            was_active = self._active.pop(key, None) is not None
+        if was_active and message:
+            self._logger.info("%s", message)
+        return was_active
+
+    def active(self, key: str) -> str | None:
+        with self._lock:
+            return self._active.get(key)
