@@ -132,18 +132,19 @@ class SystemInput(Input):
         readers: tuple[Callable[[int], Iterator[Point]], ...] = (
             self._cpu, self._system, self._mem, self._disk, self._diskio, self._net, self._pi,
         )
-        failures = []
+        produced = 0
         for reader in readers:
             now = self._time_ns()
             name = reader.__name__.lstrip("_")
             try:
-                yield from reader(now)
+                for point in reader(now):
+                    produced += 1
+                    yield point
             except (OSError, ValueError, IndexError) as exc:
-                failures.append(name)
                 self._problems.report(name, f"system: cannot read {name}: {exc}")
             else:
                 self._problems.clear(name, f"system: {name} readable again")
-        if len(failures) == len(readers):
+        if not produced:
             raise InputError(f"no system source readable under {self.proc} and {self.sys}")
 
     # -- /proc ---------------------------------------------------------------------------

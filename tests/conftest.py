@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import InfluxDB1, MissingServerError, VictoriaMetrics
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+_db_numbers = itertools.count()
+
+
+def _start(server_cls: type[InfluxDB1] | type[VictoriaMetrics], workdir: Path) -> Iterator[
+    InfluxDB1 | VictoriaMetrics
+]:
+    try:
+        server = server_cls(workdir)
+    except MissingServerError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB1]:
+    """One real InfluxDB 1.x for the session; tests use their own database in it."""
+    for server in _start(InfluxDB1, tmp_path_factory.mktemp("influxdb")):
+        assert isinstance(server, InfluxDB1)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetrics]:
+    """One real VictoriaMetrics serving InfluxDB's /api/v2/write."""
+    for server in _start(VictoriaMetrics, tmp_path_factory.mktemp("victoria")):
+        assert isinstance(server, VictoriaMetrics)
+        yield server
+
+
+@pytest.fixture
+def database(influxdb: InfluxDB1) -> Iterator[str]:
+    """A fresh, empty database on the session's InfluxDB, dropped afterwards."""
+    name = f"test{next(_db_numbers)}"
+    influxdb.create_database(name)
+    yield name
+    influxdb.drop_database(name)
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable

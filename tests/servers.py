@@ -1,0 +1,173 @@
+"""Real servers for tests: InfluxDB 1.x (``influxd``) and VictoriaMetrics (its
+``/api/v2/write`` is InfluxDB's v2 write API), each on a free loopback port in a
+temporary directory. A missing binary is an error with an install hint, never a skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from pitelemetry import influxql
+
+INSTALL_HINT = "install it with: sudo apt-get install {package} (./scripts/test does this as root)"
+
+
+class MissingServerError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _binary(name: str, package: str) -> str:
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin")
+    if path is None:
+        raise MissingServerError(f"{name} not found; " + INSTALL_HINT.format(package=package))
+    return path
+
+
+class Server:
+    """A child process on a loopback port; ``start``/``stop`` may be called repeatedly."""
+
+    name = "server"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/ping", timeout=1) as response:
+                return bool(response.status < 300)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def start(self, timeout: float = 30.0) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
+            )
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited; log:\n{self.log_path.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not start in {timeout}s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+class InfluxDB1(Server):
+    """``influxd`` 1.x with monitoring off and continuous queries checked every second."""
+
+    name = "influxd"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.binary = _binary("influxd", "influxdb")
+        self.rpc_port = free_port()
+        self.config_path = workdir / "influxdb.conf"
+        self.config_path.write_text(
+            f"""reporting-enabled = false
+bind-address = "127.0.0.1:{self.rpc_port}"
+[meta]
+  dir = "{workdir}/meta"
+[data]
+  dir = "{workdir}/data"
+  wal-dir = "{workdir}/wal"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "127.0.0.1:{self.port}"
+  log-enabled = false
+[continuous_queries]
+  log-enabled = false
+  run-interval = "1s"
+"""
+        )
+
+    def command(self) -> list[str]:
+        return [self.binary, "-config", str(self.config_path)]
+
+    def query(self, statement: str, database: str = "") -> list[dict[str, Any]]:
+        return influxql.query(self.url, statement, database=database, epoch="ns")
+
+    def rows(self, statement: str, database: str) -> list[dict[str, Any]]:
+        return influxql.rows(self.query(statement, database)[0])
+
+    def create_database(self, name: str) -> None:
+        self.query(f'CREATE DATABASE "{name}"')
+
+    def drop_database(self, name: str) -> None:
+        self.query(f'DROP DATABASE "{name}"')
+
+
+class VictoriaMetrics(Server):
+    """VictoriaMetrics: accepts ``/api/v2/write``; metric name = measurement_field."""
+
+    name = "victoria-metrics"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.binary = _binary("victoria-metrics", "victoria-metrics")
+
+    def command(self) -> list[str]:
+        return [
+            self.binary,
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            f"-storageDataPath={self.workdir}/data",
+            "-retentionPeriod=100y",
+            "-search.latencyOffset=0s",
+            "-loggerLevel=ERROR",
+        ]
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/health", timeout=1) as response:
+                return bool(response.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def export(self, match: str) -> list[dict[str, Any]]:
+        """Every sample of the series matching ``match``, one dict per series."""
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(self.url + "/internal/force_flush", timeout=5).read()
+        query = urllib.parse.urlencode({"match[]": match})
+        with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=10) as response:
+            return [json.loads(line) for line in response.read().splitlines() if line.strip()]

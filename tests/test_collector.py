@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from pitelemetry.collector import Collector, RunningInput
+from pitelemetry.config import InputConfig
+from pitelemetry.inputs import Input, InputError
+from pitelemetry.point import LineEncoder, Point
+
+RELEASE = threading.Event()
+
+
+class Counter(Input):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def collect(self) -> Iterator[Point]:
+        self.calls += 1
+        yield Point("counter", {"n": self.calls}, {}, time.time_ns())
+
+
+class Hangs(Input):
+    def collect(self) -> Iterator[Point]:
+        RELEASE.wait()  # "forever": until the test ends
+        yield Point("late", {"v": 1.0})
+
+
+class Raises(Input):
+    def collect(self) -> Iterator[Point]:
+        raise InputError("sensor unplugged")
+
+
+class Crashes(Input):
+    def collect(self) -> Iterator[Point]:
+        yield Point("before_crash", {"v": 1.0})
+        raise ZeroDivisionError("bug")
+
+
+class BadPoint(Input):
+    def collect(self) -> Iterator[Point]:
+        yield Point("bad", {"v": float("nan")})
+        yield Point("good", {"v": 1.0})
+
+
+def running(name: str, instance: Input, interval: float = 0.1, timeout: float = 0.3) -> (
+    RunningInput
+):
+    config = InputConfig(name, 0, interval, timeout, {}, None)
+    return RunningInput(config, instance, LineEncoder({"host": "test"}))
+
+
+@pytest.fixture(autouse=True)
+def _release_hung_inputs() -> Iterator[None]:
+    RELEASE.clear()
+    yield
+    RELEASE.set()
+
+
+def run_for(collector: Collector, seconds: float) -> None:
+    collector.start()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(min(0.05, collector.run_pending()))
+    collector.stop()
+
+
+def test_hanging_and_raising_inputs_do_not_delay_or_stop_another(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    counter = Counter()
+    inputs = [running("counter", counter), running("hangs", Hangs()),
+              running("raises", Raises()), running("crashes", Crashes())]
+    received: list[str] = []
+    collector = Collector(inputs, received.extend)
+    run_for(collector, 1.5)
+    assert counter.calls >= 10  # every 0.1 s for 1.5 s, despite the others
+    by_name = {r.config.name: r.stats for r in inputs}
+    assert by_name["hangs"].collections == 0
+    assert by_name["hangs"].errors == 1
+    assert by_name["hangs"].last_error == "timed out after 0.3s"
+    assert by_name["raises"].errors >= 10
+    assert by_name["raises"].last_error == "sensor unplugged"
+    assert by_name["crashes"].last_error == "ZeroDivisionError: bug"
+    messages = [r.message for r in caplog.records]
+    assert messages.count("input raises: sensor unplugged") == 1  # logged once, not per tick
+    assert sum("hangs: still running after 0.3s" in m for m in messages) == 1
+    # Points an input yielded before it crashed are kept: they were real readings.
+    assert any(line.startswith("before_crash,") for line in received)
+    assert len([line for line in received if line.startswith("counter,")]) == counter.calls
+
+
+def test_a_bad_point_is_counted_and_the_rest_kept() -> None:
+    item = running("bad", BadPoint())
+    received: list[str] = []
+    collector = Collector([item], received.extend)
+    collector.collect_once()
+    collector.stop()
+    assert [line.split(" ")[0] for line in received] == ["good,host=test"]
+    assert item.stats.bad_points == 1
+    assert item.stats.errors == 0
+
+
+def test_points_are_stamped_when_read_not_when_written() -> None:
+    stamps = iter([111, 222])
+    item = running("counter", Counter())
+    received: list[str] = []
+    collector = Collector([item], received.extend, time_ns=lambda: next(stamps))
+    collector.collect_once()
+    collector.stop()
+    # Counter stamps its own points with the real clock; the collection stamp is unused.
+    assert int(received[0].rsplit(" ", 1)[1]) > 1_600_000_000 * 10**9
+
+
+def test_collect_once_gives_up_on_a_hung_input() -> None:
+    hung = running("hangs", Hangs(), timeout=0.2)
+    counter = running("counter", Counter())
+    received: list[str] = []
+    collector = Collector([hung, counter], received.extend)
+    started = time.monotonic()
+    collector.collect_once()
+    collector.stop()
+    assert time.monotonic() - started < 2
+    assert hung.stats.last_error == "timed out after 0.2s"
+    assert len(received) == 1
