@@ -58,8 +58,12 @@ class Agent:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         names = ", ".join(r.config.name for r in self.collector.inputs) or "none"
-        log.info("pitelemetry %s starting; inputs: %s; InfluxDB %s", __version__, names,
-                 self.config.influxdb.url)
+        log.info(
+            "pitelemetry %s starting; inputs: %s; InfluxDB %s",
+            __version__,
+            names,
+            self.config.influxdb.url,
+        )
         self.pipeline.start()
         self.collector.start()
         while not self._stop.is_set():

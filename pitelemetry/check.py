@@ -42,17 +42,26 @@ def _check_influxdb(config: Config) -> CheckResult:
         return CheckResult("influxdb", True, f"{where}, writing to bucket {bucket!r}")
     password = influx.password_file.reveal() if influx.password_file else ""
     try:
-        results = influxql.query(influx.url, "SHOW DATABASES", username=influx.username,
-                                 password=password, timeout=influx.timeout)
+        results = influxql.query(
+            influx.url,
+            "SHOW DATABASES",
+            username=influx.username,
+            password=password,
+            timeout=influx.timeout,
+        )
     except AuthError as exc:
-        return CheckResult("influxdb", False,
-                           f"{where}: {exc}; check [influxdb] username and password_file")
+        return CheckResult(
+            "influxdb", False, f"{where}: {exc}; check [influxdb] username and password_file"
+        )
     except (WriteError, ValueError) as exc:
         return CheckResult("influxdb", False, f"{where}: {exc}")
     names = {row["name"] for row in influxql.rows(results[0])}
     if influx.database not in names:
-        return CheckResult("influxdb", False, f"{where}: database {influx.database!r} does "
-                           "not exist; run `pitelemetry provision`")
+        return CheckResult(
+            "influxdb",
+            False,
+            f"{where}: database {influx.database!r} does not exist; run `pitelemetry provision`",
+        )
     return CheckResult("influxdb", True, f"{where}, database {influx.database!r} exists")
 
 

@@ -35,13 +35,22 @@ commands:
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "-c", "--config", metavar="PATH", default=argparse.SUPPRESS,
+        "-c",
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
         help="config file (default: /etc/pitelemetry/pitelemetry.toml)",
     )
-    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
-                        default=argparse.SUPPRESS, help="override [agent] log_level")
+    common.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=argparse.SUPPRESS,
+        help="override [agent] log_level",
+    )
     parser = argparse.ArgumentParser(
-        prog="pitelemetry", description=DESCRIPTION, parents=[common],
+        prog="pitelemetry",
+        description=DESCRIPTION,
+        parents=[common],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"pitelemetry {__version__}")

@@ -116,7 +116,9 @@ class Collector:
     def start(self) -> None:
         """Collect every input now, then at its interval."""
         for running in self.inputs:
-            self._scheduler.every(running.config.interval).seconds.do(self._due, running)
+            # schedule's stubs say int, but it computes a timedelta, so "500ms" works too.
+            job = self._scheduler.every(running.config.interval)  # type: ignore[arg-type]
+            job.seconds.do(self._due, running)
             self._due(running)
 
     def run_pending(self) -> float:
@@ -192,8 +194,11 @@ class Collector:
                 except TimeoutError:
                     running.stats.errors += 1
                     running.stats.last_error = f"timed out after {running.config.timeout:g}s"
-                    log.warning("input %s: no answer within %gs", running.config.name,
-                                running.config.timeout)
+                    log.warning(
+                        "input %s: no answer within %gs",
+                        running.config.name,
+                        running.config.timeout,
+                    )
 
     def stop(self) -> None:
         """Stop scheduling; do not wait for hung inputs."""
@@ -202,5 +207,5 @@ class Collector:
         for running in self.inputs:
             try:
                 running.input.close()
-            except Exception:  # noqa: BLE001 - closing one input must not stop the others
+            except Exception:
                 log.exception("input %s: error while closing", running.config.name)

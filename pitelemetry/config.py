@@ -187,7 +187,7 @@ class _Parser:
                 values[name] = self.default_secret(where, name)
         return cls(**values)
 
-    def value(self, hint: Any, raw: object, key: str) -> Any:  # noqa: PLR0911, PLR0912
+    def value(self, hint: Any, raw: object, key: str) -> Any:  # noqa: PLR0912
         origin = typing.get_origin(hint)
         if hint is Duration:
             if not isinstance(raw, str):
@@ -234,8 +234,9 @@ class _Parser:
             return tuple(self.value(item_hint, item, f"{key}[{i}]") for i, item in enumerate(raw))
         if origin in (dict, Mapping, typing.get_origin(Mapping[str, str])):
             if not isinstance(raw, dict):
-                raise self.error(key, f"expected a table like {{ name = \"value\" }}, got "
-                                 f"{_describe(raw)}")
+                raise self.error(
+                    key, f'expected a table like {{ name = "value" }}, got {_describe(raw)}'
+                )
             _, value_hint = typing.get_args(hint)
             return types.MappingProxyType(
                 {str(k): self.value(value_hint, v, f"{key}.{k}") for k, v in raw.items()}
@@ -263,7 +264,8 @@ class _Parser:
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                raise self.error(key, f"cannot read secret file {candidate}: {exc.strerror}") from None
+                problem = f"cannot read secret file {candidate}: {exc.strerror}"
+                raise self.error(key, problem) from None
             return Secret(text.strip(), str(candidate))
         looked = " or ".join(str(c) for c in candidates)
         raise self.error(key, f"secret file not found: {looked}")
@@ -280,8 +282,14 @@ class _Parser:
 
 
 def _describe(raw: object) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
-             list: "a list", dict: "a table"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        list: "a list",
+        dict: "a table",
+    }
     return f"{names.get(type(raw), type(raw).__name__)} ({raw!r})"
 
 
@@ -322,12 +330,11 @@ def parse(data: Mapping[str, Any], path: Path | str, environ: Mapping[str, str])
     if not isinstance(inputs_table, dict):
         raise parser.error("inputs", "expected [[inputs.<type>]] tables")
     inputs: list[InputConfig] = []
-    for kind, tables in inputs_table.items():
+    for kind, raw_tables in inputs_table.items():
         if kind not in registry.INPUTS:
             known_inputs = ", ".join(sorted(registry.INPUTS))
             raise parser.error(f"inputs.{kind}", f"unknown input type; known: {known_inputs}")
-        if isinstance(tables, dict):
-            tables = [tables]
+        tables = [raw_tables] if isinstance(raw_tables, dict) else raw_tables
         if not isinstance(tables, list):
             raise parser.error(f"inputs.{kind}", f"write it as [[inputs.{kind}]]")
         options_cls = registry.options_class(kind)

@@ -38,8 +38,9 @@ def query(
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     conn = cls(parts.hostname or "127.0.0.1", parts.port or 8086, timeout=timeout)
     try:
-        conn.request("POST", parts.path.rstrip("/") + "/query",
-                     urllib.parse.urlencode(params), headers)
+        conn.request(
+            "POST", parts.path.rstrip("/") + "/query", urllib.parse.urlencode(params), headers
+        )
         response = conn.getresponse()
         body = response.read().decode("utf-8", "replace")
     except (OSError, http.client.HTTPException) as exc:

@@ -11,6 +11,7 @@ retried before new points at the next flush.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import queue
 import threading
@@ -89,10 +90,8 @@ class Pipeline:
         next_flush = self._monotonic() + self.flush_interval
         while not self._stop.is_set():
             timeout = max(0.0, min(next_flush - self._monotonic(), 0.5))
-            try:
+            with contextlib.suppress(queue.Empty):
                 self._take(self._queue.get(timeout=timeout))
-            except queue.Empty:
-                pass
             self._drain_queue()
             now = self._monotonic()
             if len(self._pending) >= self.batch_size or now >= next_flush:
@@ -197,18 +196,16 @@ class Pipeline:
         return self._backlog_lines
 
     def stop(self, timeout: float) -> None:
-        """Stop the writer thread, then flush what can be written within ``timeout``."""
+        """Stop the writer thread and make one last attempt to write everything.
+
+        The attempt is not repeated: an InfluxDB that is down now will not be up within
+        the few seconds systemd grants a stopping service."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
         self._drain_all()
         self._retry_at = 0.0
-        deadline = self._monotonic() + timeout
-        while (self._pending or self._backlog) and self._monotonic() < deadline:
-            if self.flush():
-                break
-            self._retry_at = 0.0
-            time.sleep(0.2)
+        self.flush()
         unsent = len(self._pending) + self._backlog_lines
         if unsent:
             log.warning("stopping with %d points not written to InfluxDB", unsent)

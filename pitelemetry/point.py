@@ -52,7 +52,7 @@ class Point(NamedTuple):
 
     measurement: str
     fields: Mapping[str, FieldValue]
-    tags: Mapping[str, str] = {}  # noqa: RUF012 - NamedTuple default; never mutated
+    tags: Mapping[str, str] = {}
     time_ns: int | None = None
 
 

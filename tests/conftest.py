@@ -14,9 +14,9 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 _db_numbers = itertools.count()
 
 
-def _start(server_cls: type[InfluxDB1] | type[VictoriaMetrics], workdir: Path) -> Iterator[
-    InfluxDB1 | VictoriaMetrics
-]:
+def _start(
+    server_cls: type[InfluxDB1] | type[VictoriaMetrics], workdir: Path
+) -> Iterator[InfluxDB1 | VictoriaMetrics]:
     try:
         server = server_cls(workdir)
     except MissingServerError as exc:

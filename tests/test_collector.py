@@ -46,9 +46,9 @@ class BadPoint(Input):
         yield Point("good", {"v": 1.0})
 
 
-def running(name: str, instance: Input, interval: float = 0.1, timeout: float = 0.3) -> (
-    RunningInput
-):
+def running(
+    name: str, instance: Input, interval: float = 0.1, timeout: float = 0.3
+) -> RunningInput:
     config = InputConfig(name, 0, interval, timeout, {}, None)
     return RunningInput(config, instance, LineEncoder({"host": "test"}))
 
@@ -72,8 +72,12 @@ def test_hanging_and_raising_inputs_do_not_delay_or_stop_another(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     counter = Counter()
-    inputs = [running("counter", counter), running("hangs", Hangs()),
-              running("raises", Raises()), running("crashes", Crashes())]
+    inputs = [
+        running("counter", counter),
+        running("hangs", Hangs()),
+        running("raises", Raises()),
+        running("crashes", Crashes()),
+    ]
     received: list[str] = []
     collector = Collector(inputs, received.extend)
     run_for(collector, 1.5)

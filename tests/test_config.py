@@ -24,7 +24,9 @@ def test_the_example_config_loads() -> None:
 
 def test_design_contract_keys_parse(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("s3cret\n")
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
 [agent]
 interval = "1m30s"
 flush_interval = "500ms"
@@ -48,7 +50,8 @@ tags = {{ room = "attic" }}
 per_cpu = true
 
 [[inputs.system]]
-""")
+""",
+    )
     config = load(path, environ={})
     assert config.agent.interval == 90.0
     assert config.agent.flush_interval == 0.5
@@ -64,16 +67,19 @@ per_cpu = true
     ("text", "key", "problem"),
     [
         ('[agent]\ninterval = "10 parsecs"', "agent.interval", "bad duration '10 parsecs'"),
-        ('[agent]\ninterval = 10', "agent.interval", 'expected a duration like "10s"'),
+        ("[agent]\ninterval = 10", "agent.interval", 'expected a duration like "10s"'),
         ('[agent]\nbatch_size = "many"', "agent.batch_size", "expected an integer"),
         ("[agent]\nintervall = '10s'", "agent.intervall", "unknown key; allowed keys: batch_size"),
         ('[influxdb]\napi = "v3"', "influxdb.api", "expected one of auto, v1, v2"),
         ('[influxdb]\nurl = "db:8086"', "influxdb.url", "must start with http://"),
         ("[[inputs.thermometer]]", "inputs.thermometer", "unknown input type; known: system"),
         ("[[inputs.system]]\nper_cpu = 1", "inputs.system[0].per_cpu", "expected true or false"),
-        ("[[inputs.system]]\ncolour = 1", "inputs.system[0].colour",
-         "allowed keys: interfaces, interval, mount_points, per_cpu, tags, timeout"),
-        ('[[inputs.system]]\ntags = { a = 1 }', "inputs.system[0].tags.a", "expected a string"),
+        (
+            "[[inputs.system]]\ncolour = 1",
+            "inputs.system[0].colour",
+            "allowed keys: interfaces, interval, mount_points, per_cpu, tags, timeout",
+        ),
+        ("[[inputs.system]]\ntags = { a = 1 }", "inputs.system[0].tags.a", "expected a string"),
         ("[mystery]", "mystery", "unknown section"),
     ],
 )

@@ -62,7 +62,7 @@ def test_trailing_backslash_is_removed_and_empty_tags_dropped() -> None:
         (Point("#m", {"v": 1.0}), "comment"),
         (Point("m", {"time": 1.0}), "not allowed"),
         (Point("m", {"v": 1.0}, {"time": "x"}), "not allowed"),
-        (Point("m", {"v": [1]}), "unsupported type"),
+        (Point("m", {"v": [1]}), "unsupported type"),  # type: ignore[dict-item]
         (Point("m", {"v": "x" * 70_000}), "longer than"),
     ],
 )
@@ -91,8 +91,12 @@ _numbers = itertools.count()
 def points(draw: st.DrawFn) -> Point:
     tag_keys = draw(st.lists(names, max_size=3, unique_by=clean_name))
     field_keys = draw(
-        st.lists(names.filter(lambda k: clean_name(k) not in map(clean_name, tag_keys)),
-                 min_size=1, max_size=4, unique_by=clean_name)
+        st.lists(
+            names.filter(lambda k: clean_name(k) not in map(clean_name, tag_keys)),
+            min_size=1,
+            max_size=4,
+            unique_by=clean_name,
+        )
     )
     measurement = draw(names.filter(lambda s: not clean_name(s).startswith("#")))
     return Point(
@@ -113,13 +117,11 @@ def _read_back(influxdb: InfluxDB1, database: str) -> list[dict[str, Any]]:
         for series in result.get("series", []):
             for values in series["values"]:
                 fields = {
-                    k: v for k, v in zip(series["columns"], values, strict=True)
-                    if v is not None
+                    k: v for k, v in zip(series["columns"], values, strict=True) if v is not None
                 }
                 stamp = fields.pop("time")
                 tags = {k: v for k, v in (series.get("tags") or {}).items() if v}
-                rows.append({"name": series["name"], "tags": tags, "fields": fields,
-                             "time": stamp})
+                rows.append({"name": series["name"], "tags": tags, "fields": fields, "time": stamp})
     return rows
 
 

@@ -81,8 +81,9 @@ def test_connection_refused_is_retryable() -> None:
 def test_413_from_a_real_server(tmp_path: Path) -> None:
     server = InfluxDB1(tmp_path)
     server.config_path.write_text(
-        server.config_path.read_text().replace("log-enabled = false\n[cont",
-                                               "log-enabled = false\n  max-body-size = 2000\n[cont")
+        server.config_path.read_text().replace(
+            "log-enabled = false\n[cont", "log-enabled = false\n  max-body-size = 2000\n[cont"
+        )
     )
     server.start()
     try:
@@ -105,8 +106,13 @@ def test_413_from_a_real_server(tmp_path: Path) -> None:
         (413, '{"error":"Request Entity Too Large"}', None, TooLargeError),
         (429, '{"code":"too many requests"}', "30", RetryableError),
         (503, "Service Unavailable", None, RetryableError),
-        (422, '{"code":"unprocessable entity","message":"failure writing points to database: '
-              'partial write: points beyond retention policy dropped=2"}', None, RejectedError),
+        (
+            422,
+            '{"code":"unprocessable entity","message":"failure writing points to database: '
+            'partial write: points beyond retention policy dropped=2"}',
+            None,
+            RejectedError,
+        ),
         (400, '{"code":"invalid","message":"unable to parse \'x\'"}', None, RejectedError),
     ],
 )
@@ -127,8 +133,14 @@ def test_classify_success() -> None:
 
 @pytest.mark.parametrize(
     ("version", "api"),
-    [("1.6.7~rc0", "v1"), ("1.8.10", "v1"), ("v2.7.11", "v2"), ("2.7.1", "v2"), ("3.0.1", "v2"),
-     ("", "v1")],
+    [
+        ("1.6.7~rc0", "v1"),
+        ("1.8.10", "v1"),
+        ("v2.7.11", "v2"),
+        ("2.7.1", "v2"),
+        ("3.0.1", "v2"),
+        ("", "v1"),
+    ],
 )
 def test_api_from_ping_version(version: str, api: str) -> None:
     assert api_for_version(version) == api
@@ -156,8 +168,7 @@ def test_v2_write_api(victoria: VictoriaMetrics) -> None:
 
 
 def test_v2_unreachable_is_retryable() -> None:
-    writer = V2Writer(f"http://127.0.0.1:{free_port()}", org="o", bucket="b", token="t",
-                      timeout=2)
+    writer = V2Writer(f"http://127.0.0.1:{free_port()}", org="o", bucket="b", token="t", timeout=2)
     with pytest.raises(RetryableError):
         writer.write(["m v=1"])
     writer.close()

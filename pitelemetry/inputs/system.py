@@ -45,6 +45,7 @@ The first ``cpu`` point comes one interval after start (usage needs two samples)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -78,7 +79,7 @@ _THROTTLE_BITS = {
 
 
 @dataclass(frozen=True)
-class Options:
+class SystemOptions:
     per_cpu: bool = False
     mount_points: tuple[str, ...] = ()
     interfaces: tuple[str, ...] = ()
@@ -99,11 +100,11 @@ def run_vcgencmd() -> str | None:
 
 
 class SystemInput(Input):
-    Options = Options
+    Options = SystemOptions
 
     def __init__(
         self,
-        options: Options | None = None,
+        options: SystemOptions | None = None,
         *,
         proc: str | Path | None = None,
         sys: str | Path | None = None,
@@ -112,7 +113,7 @@ class SystemInput(Input):
         vcgencmd: Callable[[], str | None] = run_vcgencmd,
         time_ns: Callable[[], int] = time.time_ns,
     ) -> None:
-        self.options = options or Options()
+        self.options = options or SystemOptions()
         self.proc = Path(proc or os.environ.get("HOST_PROC", "/proc"))
         self.sys = Path(sys or os.environ.get("HOST_SYS", "/sys"))
         self.mount_prefix = (
@@ -123,14 +124,18 @@ class SystemInput(Input):
         self._time_ns = time_ns
         self._problems = StateLog(log)
         self._last_cpu: dict[str, list[int]] = {}
-        try:
+        with contextlib.suppress(OSError):  # reported by the first collect()
             self._last_cpu = self._read_cpu_times()
-        except OSError:
-            pass  # reported by the first collect()
 
     def collect(self) -> Iterator[Point]:
         readers: tuple[Callable[[int], Iterator[Point]], ...] = (
-            self._cpu, self._system, self._mem, self._disk, self._diskio, self._net, self._pi,
+            self._cpu,
+            self._system,
+            self._mem,
+            self._disk,
+            self._diskio,
+            self._net,
+            self._pi,
         )
         produced = 0
         for reader in readers:
@@ -385,6 +390,8 @@ def _unescape_mount(path: str) -> str:
     if "\\" not in path:
         return path
     return (
-        path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n")
+        path.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
         .replace("\\134", "\\")
     )

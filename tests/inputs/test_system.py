@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pitelemetry.inputs import InputError
-from pitelemetry.inputs.system import Options, SystemInput
+from pitelemetry.inputs.system import SystemInput, SystemOptions
 from pitelemetry.point import LineEncoder
 from tests.conftest import FIXTURES
 
@@ -33,13 +33,16 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path / "pi"
 
 
-def make(tree: Path, vcgencmd: str | None = "throttled=0x50005\n", **options: object) -> (
-    SystemInput
-):
+def make(
+    tree: Path, vcgencmd: str | None = "throttled=0x50005\n", **options: object
+) -> SystemInput:
     return SystemInput(
-        Options(**options),  # type: ignore[arg-type]
-        proc=tree / "proc", sys=tree / "sys", statvfs=fake_statvfs,
-        vcgencmd=lambda: vcgencmd, time_ns=lambda: T0,
+        SystemOptions(**options),  # type: ignore[arg-type]
+        proc=tree / "proc",
+        sys=tree / "sys",
+        statvfs=fake_statvfs,
+        vcgencmd=lambda: vcgencmd,
+        time_ns=lambda: T0,
     )
 
 

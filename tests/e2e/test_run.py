@@ -1,0 +1,133 @@
+"""``pitelemetry run`` as a real process against real servers."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.servers import InfluxDB1, VictoriaMetrics
+
+pytestmark = pytest.mark.e2e
+
+
+def write_config(tmp_path: Path, influx: str) -> Path:
+    path = tmp_path / "pitelemetry.toml"
+    path.write_text(f"""
+[agent]
+interval = "1s"
+flush_interval = "1s"
+host = "e2e-pi"
+state_dir = "{tmp_path}/state"
+runtime_dir = "{tmp_path}/run"
+
+[influxdb]
+{influx}
+
+[[inputs.system]]
+tags = {{ site = "lab" }}
+""")
+    return path
+
+
+def run_daemon(config: Path, seconds: float) -> subprocess.CompletedProcess[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pitelemetry", "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(seconds)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=30)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def test_run_writes_system_points_to_influxdb_1(
+    tmp_path: Path, influxdb: InfluxDB1, database: str
+) -> None:
+    config = write_config(tmp_path, f'url = "{influxdb.url}"\ndatabase = "{database}"')
+    done = run_daemon(config, 4.5)
+    assert done.returncode == 0, done.stderr
+    assert "version 1.6.7" in done.stderr  # api = "auto" asked /ping
+    measurements = {r["name"] for r in influxdb.rows("SHOW MEASUREMENTS", database)}
+    assert {"cpu", "mem", "system", "diskio"} <= measurements
+    cpu = influxdb.rows("SELECT usage_pct FROM cpu WHERE cpu = 'cpu-total'", database)
+    assert len(cpu) >= 2  # one per second after the first
+    assert all(0.0 <= row["usage_pct"] <= 100.0 for row in cpu)
+    mem = influxdb.rows("SELECT total_bytes, used_pct FROM mem GROUP BY host, site", database)
+    assert mem[0]["total_bytes"] > 0
+    assert (mem[0]["host"], mem[0]["site"]) == ("e2e-pi", "lab")
+    load = influxdb.rows("SELECT load1, uptime_s FROM system", database)
+    assert len(load) >= 4
+    assert load[-1]["uptime_s"] > 0
+
+
+def test_run_writes_through_the_v2_api(tmp_path: Path, victoria: VictoriaMetrics) -> None:
+    config = write_config(
+        tmp_path, f'url = "{victoria.url}"\napi = "v2"\norg = "home"\nbucket = "pi"'
+    )
+    done = run_daemon(config, 3.5)
+    assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 10
+    while not (series := victoria.export('{__name__="mem_total_bytes", host="e2e-pi"}')):
+        assert time.monotonic() < deadline, done.stderr
+        time.sleep(0.2)
+    assert series[0]["values"][0] > 0
+    assert series[0]["metric"]["site"] == "lab"
+    assert victoria.export('{__name__="system_load1", host="e2e-pi"}')
+
+
+def test_run_with_influxdb_down_exits_cleanly_and_says_so(tmp_path: Path) -> None:
+    from tests.servers import free_port  # noqa: PLC0415
+
+    config = write_config(tmp_path, f'url = "http://127.0.0.1:{free_port()}"')
+    done = run_daemon(config, 2.5)
+    assert done.returncode == 0
+    assert "connection refused" in done.stderr
+    assert done.stderr.count("connection refused") == 1  # a state change is logged once
+    assert "points not written" in done.stderr
+
+
+def test_once_prints_line_protocol_and_writes_nothing(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 'url = "http://127.0.0.1:9"')
+    done = subprocess.run(
+        [sys.executable, "-m", "pitelemetry", "once", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("mem,host=e2e-pi,site=lab ") for line in lines)
+    assert all(" " in line and line.rsplit(" ", 1)[1].isdigit() for line in lines)
+
+
+def test_check_reports_each_part(tmp_path: Path, influxdb: InfluxDB1, database: str) -> None:
+    good = write_config(tmp_path, f'url = "{influxdb.url}"\ndatabase = "{database}"')
+    done = subprocess.run(
+        [sys.executable, "-m", "pitelemetry", "check", "--config", str(good)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"database '{database}' exists" in done.stdout
+    assert "ok   system" in done.stdout
+
+    missing = write_config(tmp_path, f'url = "{influxdb.url}"\ndatabase = "nope"')
+    done = subprocess.run(
+        [sys.executable, "-m", "pitelemetry", "check", "--config", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "database 'nope' does not exist; run `pitelemetry provision`" in done.stdout
