@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 from types import FrameType
 
@@ -23,6 +24,15 @@ from pitelemetry.writer import AutoWriter, Writer
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 20.0  # below systemd's default TimeoutStopSec= of 90 s
+
+
+def tune_threads() -> None:
+    """Hand the GIL over every millisecond instead of every five.
+
+    The writer thread spends its time waiting on InfluxDB; with the default 5 ms switch
+    interval, each of its wake-ups waits behind a busy input thread (an MQTT flood, a
+    backfill) and throughput drops by a fifth (``bench/throughput``)."""
+    sys.setswitchinterval(0.001)
 
 
 def build_inputs(config: Config) -> list[RunningInput]:
@@ -55,6 +65,7 @@ class Agent:
         self._stop.set()
 
     def run(self) -> int:
+        tune_threads()
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         names = ", ".join(r.config.name for r in self.collector.inputs) or "none"

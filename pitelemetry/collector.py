@@ -33,6 +33,7 @@ from pitelemetry.point import LineEncoder, PointError
 log = logging.getLogger(__name__)
 
 MAX_WORKERS = 16
+CHUNK_LINES = 1000
 
 
 class DaemonPool:
@@ -167,6 +168,10 @@ class Collector:
                 except PointError as exc:
                     stats.bad_points += 1
                     self._problems.report(f"{name}:point", f"input {name}: bad point: {exc}")
+                if len(lines) >= CHUNK_LINES:  # a big collection streams to the writer
+                    stats.points += len(lines)
+                    self._sink(lines)
+                    lines = []
         except Exception as exc:  # noqa: BLE001 - any failure of one input stays in that input
             stats.errors += 1
             reason = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"

@@ -16,6 +16,7 @@ import socket
 import tomllib
 import types
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,7 +113,16 @@ class InfluxConfig:
     bucket: str = ""
     token_file: Secret | None = None
     timeout: Duration = Duration(10.0)
-    gzip: bool = True
+    # "auto": gzip request bodies unless InfluxDB runs on this machine, where
+    # compressing only costs the Pi's CPU; "gzip" or "none" to force it.
+    compression: Literal["auto", "gzip", "none"] = "auto"
+
+    @property
+    def use_gzip(self) -> bool:
+        if self.compression != "auto":
+            return self.compression == "gzip"
+        host = urllib.parse.urlsplit(self.url).hostname or ""
+        return host not in ("localhost", "127.0.0.1", "::1")
 
 
 @dataclass(frozen=True)

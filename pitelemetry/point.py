@@ -7,7 +7,11 @@ line protocol that InfluxDB 1.x, 2.x and 3.x read back exactly as written.
 What InfluxDB 1.x's parser does, verified against a real ``influxd``, and what we do:
 
 * In measurement names, tag keys, tag values and field keys, ``\\,``, ``\\ `` and ``\\=``
-  are escapes; any other backslash is literal. We escape ``,``, `` `` and ``=``.
+  are escapes; any other backslash in a tag is literal (``\\\\`` stays two). We escape
+  exactly those three characters.
+* In measurement names and field keys InfluxDB also unescapes ``\\"`` and ``\\\\``, and
+  stores such names inconsistently (``SHOW MEASUREMENTS`` lists one that ``SELECT`` cannot
+  find), so a backslash there is replaced by U+FFFD.
 * A name ending in a backslash cannot be represented (the backslash would escape the
   separator after it), so trailing backslashes are removed.
 * A line starting with ``#`` is a comment and silently ignored, so a measurement may
@@ -23,8 +27,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 FieldValue = float | int | bool | str
 
@@ -33,7 +37,7 @@ INT64_MAX = 2**63 - 1
 MAX_STRING_BYTES = 64 * 1024  # InfluxDB 1.x refuses longer string fields
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_NAME_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\="})
+_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\="})
 _STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
 _RESERVED_KEYS = frozenset({"time"})
 _CACHE_LIMIT = 4096
@@ -66,8 +70,18 @@ def clean_name(name: str) -> str:
     return name
 
 
-def _escape_name(name: str) -> str:
-    return clean_name(name).translate(_NAME_ESCAPES)
+def _escape_tag(name: str) -> str:
+    return clean_name(name).translate(_ESCAPES)
+
+
+def clean_key(name: str) -> str:
+    """Return a measurement name or field key as InfluxDB will store it: as
+    :func:`clean_name`, and backslashes replaced (see the module docstring)."""
+    return clean_name(name).replace("\\", "\ufffd")
+
+
+def _escape_key(name: str) -> str:
+    return clean_key(name).translate(_ESCAPES)
 
 
 def escape_string_field(value: str) -> str:
@@ -109,29 +123,19 @@ class LineEncoder:
     """Encodes points to line protocol, adding ``extra_tags`` (the host tag, an input's
     configured tags) to every point; a point's own tags win over them.
 
-    The encoded series key (measurement and tags) and escaped field keys are cached:
-    inputs emit the same few series every interval, so the hot path is formatting the
-    field values. One encoder per input; it is not shared between threads.
+    Inputs emit the same few series with the same fields every interval, so the encoder
+    caches, per (measurement, tags, field names), the escaped series key and a small
+    function generated for exactly those fields (see :func:`_compile_fields`). The hot
+    path is then one dict lookup and one call. One encoder per input; not thread-safe.
     """
 
     def __init__(self, extra_tags: Mapping[str, str] | None = None) -> None:
         self._extra = dict(extra_tags or {})
-        self._series: dict[tuple[object, ...], str] = {}
-        self._field_keys: dict[str, str] = {}
+        self._cache: dict[tuple[object, ...], tuple[str, _FieldsEncoder]] = {}
 
     def series_key(self, measurement: str, tags: Mapping[str, str]) -> str:
         """Return the escaped ``measurement,tag=value,...`` prefix of a line."""
-        cache_key = (measurement, *tags.items())
-        key = self._series.get(cache_key)
-        if key is None:
-            key = self._build_series_key(measurement, tags)
-            if len(self._series) >= _CACHE_LIMIT:
-                self._series.clear()
-            self._series[cache_key] = key
-        return key
-
-    def _build_series_key(self, measurement: str, tags: Mapping[str, str]) -> str:
-        name = _escape_name(measurement)
+        name = _escape_key(measurement)
         if not name:
             raise PointError(f"empty measurement name {measurement!r}")
         if name.startswith("#"):
@@ -141,10 +145,10 @@ class LineEncoder:
             for tag_key, tag_value in source.items():
                 if not isinstance(tag_key, str) or not isinstance(tag_value, str):
                     raise PointError(f"tag {tag_key!r}={tag_value!r} must be str=str")
-                escaped_key = _escape_name(tag_key)
+                escaped_key = _escape_tag(tag_key)
                 if not escaped_key or escaped_key in _RESERVED_KEYS:
                     raise PointError(f"tag key {tag_key!r} is not allowed")
-                escaped_value = _escape_name(tag_value)
+                escaped_value = _escape_tag(tag_value)
                 if escaped_value:
                     merged[escaped_key] = escaped_value
                 else:
@@ -153,27 +157,83 @@ class LineEncoder:
         parts.extend(f"{k}={merged[k]}" for k in sorted(merged))
         return ",".join(parts)
 
-    def _field_key(self, key: str) -> str:
-        escaped = self._field_keys.get(key)
-        if escaped is None:
-            if not isinstance(key, str):
-                raise PointError(f"field key {key!r} must be a str")
-            escaped = _escape_name(key)
-            if not escaped or escaped in _RESERVED_KEYS:
-                raise PointError(f"field key {key!r} is not allowed")
-            if len(self._field_keys) >= _CACHE_LIMIT:
-                self._field_keys.clear()
-            self._field_keys[key] = escaped + "="
-            escaped += "="
-        return escaped
-
     def encode(self, point: Point, default_time_ns: int) -> str:
         """Return one line (without the trailing newline) for ``point``."""
         fields = point.fields
-        if not fields:
-            raise PointError(f"point {point.measurement!r} has no fields")
-        key = self.series_key(point.measurement, point.tags)
-        field_key = self._field_key
-        body = ",".join([field_key(k) + _format_value(k, v) for k, v in fields.items()])
+        cache_key = (point.measurement, *point.tags.items(), *fields)
+        entry = self._cache.get(cache_key)
+        if entry is None:
+            if not fields:
+                raise PointError(f"point {point.measurement!r} has no fields")
+            entry = (self.series_key(point.measurement, point.tags), _compile_fields(fields))
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[cache_key] = entry
+        series, encode_fields = entry
         stamp = default_time_ns if point.time_ns is None else point.time_ns
-        return f"{key} {body} {stamp}"
+        line = encode_fields(fields, series, stamp)
+        if line is None:  # a value of another type, NaN, out of range: say exactly what
+            body = ",".join([_field_key(k) + _format_value(k, v) for k, v in fields.items()])
+            line = f"{series} {body} {stamp}"
+        return line
+
+
+_FieldsEncoder = Callable[[Mapping[str, FieldValue], str, int], "str | None"]
+
+
+def _field_key(key: str) -> str:
+    if not isinstance(key, str):
+        raise PointError(f"field key {key!r} must be a str")
+    escaped = _escape_key(key)
+    if not escaped or escaped in _RESERVED_KEYS:
+        raise PointError(f"field key {key!r} is not allowed")
+    return escaped + "="
+
+
+def _compile_fields(fields: Mapping[str, FieldValue]) -> _FieldsEncoder:
+    """Generate a function that encodes a field set with these keys, in this order,
+    with these value types; it returns ``None`` when the values do not fit (another
+    type, NaN, an int beyond int64), and the caller falls back to the general path.
+
+    A generated f-string formats about twice as fast as a loop over the fields, which
+    matters at hundreds of thousands of points per second. Keys enter the generated
+    code only as arguments, never as source text.
+    """
+    args: dict[str, object] = {"_escape": escape_string_field}
+    loads, checks, parts = [], [], []
+    for index, (key, value) in enumerate(fields.items()):
+        v, k = f"v{index}", f"k{index}"
+        args[k] = ("," if index else " ") + _field_key(key)
+        args[f"n{index}"] = key
+        loads.append(f"{v} = fields[n{index}]")
+        kind = type(value)
+        if kind is float:
+            checks.append(f"type({v}) is float and {v} - {v} == 0.0")
+            parts.append(f"{{{k}}}{{{v}!r}}")
+        elif kind is int:
+            checks.append(f"type({v}) is int and {INT64_MIN} <= {v} <= {INT64_MAX}")
+            parts.append(f"{{{k}}}{{{v}}}i")
+        elif kind is bool:
+            checks.append(f"type({v}) is bool")
+            parts.append(f"{{{k}}}{{'true' if {v} else 'false'}}")
+        elif kind is str:
+            checks.append(f"type({v}) is str")
+            parts.append(f"{{{k}}}{{_escape({v})}}")
+        else:
+            return _no_fast_path
+    signature = ", ".join(f"{name}={name}" for name in args)
+    source = (
+        f"def encode(fields, series, stamp, {signature}):\n"
+        f"    {'; '.join(loads)}\n"
+        f"    if {' and '.join(checks)}:\n"
+        f'        return f"{{series}}{"".join(parts)} {{stamp}}"\n'
+        f"    return None\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<line-protocol>", "exec"), dict(args), namespace)  # noqa: S102
+    encoder: _FieldsEncoder = namespace["encode"]
+    return encoder
+
+
+def _no_fast_path(fields: Mapping[str, FieldValue], series: str, stamp: int) -> None:
+    del fields, series, stamp

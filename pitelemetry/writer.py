@@ -284,7 +284,7 @@ def make_writer(config: InfluxConfig, api: str) -> Writer:
             bucket=config.bucket or config.database,
             token=token,
             timeout=config.timeout,
-            use_gzip=config.gzip,
+            use_gzip=config.use_gzip,
         )
     password = config.password_file.reveal() if config.password_file else ""
     return V1Writer(
@@ -294,7 +294,7 @@ def make_writer(config: InfluxConfig, api: str) -> Writer:
         username=config.username,
         password=password,
         timeout=config.timeout,
-        use_gzip=config.gzip,
+        use_gzip=config.use_gzip,
     )
 
 

@@ -147,3 +147,20 @@ def test_cli_exits_2_and_names_the_problem(
     assert main(["once", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"{path}: agent.flush_interval: bad duration 'soon'" in err
+
+
+@pytest.mark.parametrize(
+    ("url", "compression", "gzip"),
+    [
+        ("http://127.0.0.1:8086", "auto", False),
+        ("http://localhost:8086", "auto", False),
+        ("https://influx.example.org", "auto", True),
+        ("http://127.0.0.1:8086", "gzip", True),
+        ("https://influx.example.org", "none", False),
+    ],
+)
+def test_gzip_only_pays_off_over_a_network(
+    tmp_path: Path, url: str, compression: str, gzip: bool
+) -> None:
+    path = write(tmp_path, f'[influxdb]\nurl = "{url}"\ncompression = "{compression}"\n')
+    assert load(path, environ={}).influxdb.use_gzip is gzip

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pitelemetry.point import LineEncoder, Point, PointError, clean_name
+from pitelemetry.point import LineEncoder, Point, PointError, clean_key, clean_name
 from pitelemetry.writer import V1Writer
 from tests.servers import InfluxDB1
 
@@ -92,13 +92,13 @@ def points(draw: st.DrawFn) -> Point:
     tag_keys = draw(st.lists(names, max_size=3, unique_by=clean_name))
     field_keys = draw(
         st.lists(
-            names.filter(lambda k: clean_name(k) not in map(clean_name, tag_keys)),
+            names.filter(lambda k: clean_key(k) not in map(clean_name, tag_keys)),
             min_size=1,
             max_size=4,
-            unique_by=clean_name,
+            unique_by=clean_key,
         )
     )
-    measurement = draw(names.filter(lambda s: not clean_name(s).startswith("#")))
+    measurement = draw(names.filter(lambda s: not clean_key(s).startswith("#")))
     return Point(
         measurement,
         {k: draw(field_values) for k in field_keys},
@@ -140,10 +140,10 @@ def test_random_points_read_back_equal(influxdb: InfluxDB1, point: Point) -> Non
         [row] = _read_back(influxdb, database)
     finally:
         influxdb.drop_database(database)
-    assert row["name"] == clean_name(point.measurement)
+    assert row["name"] == clean_key(point.measurement)
     assert row["tags"] == _expected_tags(point)
     assert row["time"] == point.time_ns
-    expected = {clean_name(k): v for k, v in point.fields.items()}
+    expected = {clean_key(k): v for k, v in point.fields.items()}
     assert row["fields"].keys() == expected.keys()
     for key, value in expected.items():
         got = row["fields"][key]
