@@ -19,11 +19,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pitelemetry.agent import tune_threads
+from pitelemetry.clock import Clock
 from pitelemetry.collector import Collector, RunningInput
 from pitelemetry.config import InputConfig
 from pitelemetry.inputs import Input
 from pitelemetry.pipeline import Pipeline
 from pitelemetry.point import LineEncoder, Point
+from pitelemetry.spool import MemorySpool
 from pitelemetry.writer import V1Writer
 from tests.servers import InfluxDB1
 
@@ -76,7 +78,7 @@ def ceiling(server: InfluxDB1, database: str, total: int) -> float:
 
 def through_pitelemetry(server: InfluxDB1, database: str, total: int, use_gzip: bool) -> float:
     writer = V1Writer(server.url, database=database, use_gzip=use_gzip)
-    pipeline = Pipeline(writer, batch_size=BATCH, flush_interval=0.2)
+    pipeline = Pipeline(writer, MemorySpool(10**9), Clock(), batch_size=BATCH, flush_interval=0.2)
     # One input, as a busy MQTT or backfill input would be: a single worker thread.
     inputs = [
         RunningInput(

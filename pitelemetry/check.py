@@ -70,8 +70,8 @@ def _check_inputs(config: Config) -> Iterator[CheckResult]:
         yield CheckResult("inputs", False, "no [[inputs.*]] configured: nothing to collect")
         return
 
-    def discard(lines: list[str]) -> None:
-        del lines  # check only counts points (InputStats.points)
+    def discard(lines: list[str], mark: object) -> None:
+        del lines, mark  # check only counts points (InputStats.points)
 
     try:
         running = build_inputs(config)

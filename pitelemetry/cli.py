@@ -29,6 +29,7 @@ commands:
   run     the daemon: collect every input at its interval and write to InfluxDB
   once    collect every input once and print line protocol; writes nothing
   check   validate the config, reach InfluxDB, try every input; exit 0 only if all is well
+  status  what the running daemon is doing: writes, spool, clock, each input
 """
 
 
@@ -58,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("run", parents=[common], help="run the collector daemon")
     commands.add_parser("once", parents=[common], help="collect once, print line protocol")
     commands.add_parser("check", parents=[common], help="check config, InfluxDB and inputs")
+    status = commands.add_parser("status", parents=[common], help="show the daemon's state")
+    status.add_argument("--json", action="store_true", help="the raw state, for scripts")
     return parser
 
 
@@ -74,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if not hasattr(args, "log_level"):
         logging.getLogger().setLevel(config.agent.log_level.upper())
+    if args.command == "status":
+        return _status(config, as_json=args.json)
     handler = {"run": _run, "once": _once, "check": _check}[args.command]
     return handler(config)
 
@@ -88,7 +93,8 @@ def _once(config: Config) -> int:
     from pitelemetry.agent import build_inputs  # noqa: PLC0415
     from pitelemetry.collector import Collector  # noqa: PLC0415
 
-    def emit(lines: list[str]) -> None:
+    def emit(lines: list[str], mark: object) -> None:
+        del mark  # printed as stamped, clock set or not
         sys.stdout.write("\n".join(lines) + "\n")
 
     collector = Collector(build_inputs(config), emit)
@@ -107,6 +113,23 @@ def _check(config: Config) -> int:
         ok = ok and result.ok
         print(result.render())
     return EXIT_OK if ok else EXIT_FAILURE
+
+
+def _status(config: Config, *, as_json: bool) -> int:
+    import json  # noqa: PLC0415
+    import os  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from pitelemetry.status import NotRunningError, read_state, render  # noqa: PLC0415
+
+    runtime_dir = Path(os.environ.get("RUNTIME_DIRECTORY") or config.agent.runtime_dir)
+    try:
+        state = read_state(runtime_dir)
+    except NotRunningError as exc:
+        print(f"pitelemetry: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(json.dumps(state, indent=1) if as_json else render(state))
+    return EXIT_OK
 
 
 if __name__ == "__main__":

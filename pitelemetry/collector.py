@@ -10,7 +10,8 @@ distinct error and run again at its next interval.
 
 Each collection's points are encoded to line protocol on the worker thread, stamped
 with the time the collection started unless the input stamped them when it read them,
-and handed to ``sink`` as one list of lines.
+and handed to ``sink`` in lists of lines, with a clock mark when the clock was not yet
+trusted (:mod:`pitelemetry.clock`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from dataclasses import dataclass, field
 
 import schedule
 
+from pitelemetry.clock import Clock, ClockMark
 from pitelemetry.config import InputConfig
 from pitelemetry.inputs import Input, InputError
 from pitelemetry.logs import StateLog
+from pitelemetry.pipeline import no_event
 from pitelemetry.point import LineEncoder, PointError
 
 log = logging.getLogger(__name__)
@@ -100,14 +103,16 @@ class Collector:
     def __init__(
         self,
         inputs: Sequence[RunningInput],
-        sink: Callable[[list[str]], None],
+        sink: Callable[[list[str], ClockMark | None], None],
         *,
-        time_ns: Callable[[], int] = time.time_ns,
+        clock: Clock | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        on_event: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.inputs = list(inputs)
         self._sink = sink
-        self._time_ns = time_ns
+        self._clock = clock or Clock()
+        self._on_event = on_event or no_event
         self._monotonic = monotonic
         self._pool = DaemonPool(max(1, min(MAX_WORKERS, len(self.inputs))))
         self._scheduler = schedule.Scheduler()
@@ -158,7 +163,8 @@ class Collector:
         name = running.config.name
         stats = running.stats
         started = self._monotonic()
-        stamp = self._time_ns()
+        mark = None if self._clock.trusted() else self._clock.mark()
+        stamp = self._clock.time_ns()
         lines: list[str] = []
         try:
             encode = running.encoder.encode
@@ -170,23 +176,26 @@ class Collector:
                     self._problems.report(f"{name}:point", f"input {name}: bad point: {exc}")
                 if len(lines) >= CHUNK_LINES:  # a big collection streams to the writer
                     stats.points += len(lines)
-                    self._sink(lines)
+                    self._sink(lines, mark)
                     lines = []
         except Exception as exc:  # noqa: BLE001 - any failure of one input stays in that input
             stats.errors += 1
             reason = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
             stats.last_error = reason
-            self._problems.report(name, f"input {name}: {reason}")
+            if self._problems.report(name, f"input {name}: {reason}"):
+                self._on_event("input_lost", f"{name} failing", reason)
         else:
             stats.last_success = time.time()
+            stats.last_error = ""
             if self._problems.clear(name):
                 log.info("input %s: collecting again", name)
+                self._on_event("input_recovered", f"{name} recovered", "collecting again")
         finally:
             stats.collections += 1
             stats.last_duration_s = self._monotonic() - started
         if lines:
             stats.points += len(lines)
-            self._sink(lines)
+            self._sink(lines, mark)
 
     def collect_once(self) -> None:
         """Run every input once, now, and wait (each up to its timeout)."""

@@ -94,6 +94,9 @@ class AgentConfig:
     state_dir: str = "/var/lib/pitelemetry"
     runtime_dir: str = "/run/pitelemetry"
     spool_max_bytes: int = 64 * 1024 * 1024
+    # How long to wait for systemd-timesyncd before trusting an unsynchronized clock.
+    clock_wait: Duration = Duration(600.0)
+    self_metrics: bool = True  # the agent's own health as "pitelemetry" points
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @property

@@ -1,27 +1,43 @@
-"""The pipeline: a bounded queue of encoded lines, a batcher and the writer thread.
+"""The pipeline: a bounded queue of encoded lines, a batcher, the writer thread, and
+the durable spool behind it.
 
-Collectors call :meth:`Pipeline.submit` with the lines of one collection. The writer
-thread batches them by ``batch_size`` and ``flush_interval`` and hands each batch to the
-:class:`~pitelemetry.writer.Writer`, treating a batch as a transaction: written,
-rejected (the refused points are dropped and counted, never resent), or kept for retry.
-Batches kept for retry wait in a bounded in-memory backlog, oldest first, and are
-retried before new points at the next flush.
+Collectors call :meth:`Pipeline.submit` with one collection's lines. The writer thread
+batches them by ``batch_size`` and ``flush_interval`` and hands each batch to the
+:class:`~pitelemetry.writer.Writer` as a transaction:
+
+* written — done, no disk touched;
+* rejected for good (400/422) — the refused points are dropped and counted, the
+  accepted ones are not sent again;
+* too large (413) — split in halves and sent again;
+* anything retryable (down, timeout, 5xx, 429, 401/403, 404) — appended to the spool
+  (``fsync``-ed) and retried with exponential backoff and jitter, honouring
+  ``Retry-After``.
+
+While the spool holds records, the writer replays them oldest first, one record per
+turn, and writes new points between them whenever a batch of them is due, so live
+graphs recover at once while the backlog drains.
+
+Lines collected while the clock is not trusted (see :mod:`pitelemetry.clock`) go to the
+spool with their clock mark and are written, shifted to the right time, once it is.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pitelemetry.clock import Clock, ClockMark, shift_stamps
 from pitelemetry.logs import StateLog
+from pitelemetry.spool import Spool
 from pitelemetry.writer import (
     AuthError,
+    DatabaseNotFoundError,
     RejectedError,
     RetryableError,
     TooLargeError,
@@ -31,54 +47,79 @@ from pitelemetry.writer import (
 
 log = logging.getLogger(__name__)
 
-QUEUE_CHUNKS = 1024  # collections waiting for the writer before submit() blocks
+QUEUE_CHUNKS = 256  # collections waiting for the writer before submit() blocks
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 60.0
+RETRY_AFTER_MAX_S = 600.0
 
 
 @dataclass
 class PipelineStats:
     collected: int = 0
     written: int = 0
+    spooled: int = 0
+    replayed: int = 0
     write_failures: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     last_write: float | None = None  # wall-clock seconds of the last acknowledged write
     last_write_latency_s: float = 0.0
     last_error: str = ""
+    outage_since: float | None = None  # wall-clock seconds
+    problem: str = ""  # what a person must fix (credentials, missing database)
 
     def drop(self, reason: str, count: int) -> None:
-        self.dropped[reason] = self.dropped.get(reason, 0) + count
+        if count:
+            self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+
+Event = Callable[[str, str, str], None]  # (kind, title, text)
+
+
+def no_event(kind: str, title: str, text: str) -> None:
+    """The default ``on_event``: annotations are not wanted."""
+    del kind, title, text
 
 
 class Pipeline:
     def __init__(
         self,
         writer: Writer,
+        spool: Spool,
+        clock: Clock,
         *,
         batch_size: int = 5000,
         flush_interval: float = 5.0,
-        max_backlog_lines: int = 100_000,
+        on_event: Event | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self.writer = writer
+        self.spool = spool
+        self.clock = clock
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        self.max_backlog_lines = max_backlog_lines
         self.stats = PipelineStats()
+        self._on_event = on_event or no_event
         self._monotonic = monotonic
-        self._queue: queue.Queue[list[str]] = queue.Queue(QUEUE_CHUNKS)
+        self._jitter = jitter
+        self._queue: queue.Queue[tuple[list[str], ClockMark | None]] = queue.Queue(QUEUE_CHUNKS)
         self._pending: list[str] = []
-        self._backlog: collections.deque[list[str]] = collections.deque()
-        self._backlog_lines = 0
         self._retry_at = 0.0
         self._failures_in_row = 0
         self._problems = StateLog(log)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Read by the main thread (status, health points); set on the writer thread.
+        self.spool_points = 0
+        self.spool_bytes = 0
+        self.spool_head_time_ns: int | None = None
+        self._refresh_spool_stats()
 
     # -- producer side --------------------------------------------------------------------
 
-    def submit(self, lines: list[str]) -> None:
+    def submit(self, lines: list[str], mark: ClockMark | None = None) -> None:
         """Queue one collection's lines; blocks while the writer is far behind."""
-        self._queue.put(lines)
+        self._queue.put((lines, mark))
 
     # -- writer thread --------------------------------------------------------------------
 
@@ -89,45 +130,107 @@ class Pipeline:
     def _run(self) -> None:
         next_flush = self._monotonic() + self.flush_interval
         while not self._stop.is_set():
-            timeout = max(0.0, min(next_flush - self._monotonic(), 0.5))
+            replaying = self.spool.lines > 0 and not self._backing_off()
+            timeout = 0.0 if replaying else max(0.0, min(next_flush - self._monotonic(), 0.5))
             with contextlib.suppress(queue.Empty):
-                self._take(self._queue.get(timeout=timeout))
+                self._take(*self._queue.get(timeout=timeout))
             self._drain_queue()
-            now = self._monotonic()
-            if len(self._pending) >= self.batch_size or now >= next_flush:
+            if len(self._pending) >= self.batch_size or self._monotonic() >= next_flush:
                 self.flush()
                 next_flush = self._monotonic() + self.flush_interval
+            elif replaying:
+                self.replay_one()
 
-    def _take(self, lines: list[str]) -> None:
+    def _take(self, lines: list[str], mark: ClockMark | None) -> None:
         self.stats.collected += len(lines)
-        self._pending.extend(lines)
+        if mark is None:
+            self._pending.extend(lines)
+        elif self.clock.trusted():
+            correction = mark.correction(self.clock)
+            self._pending.extend(shift_stamps(lines, correction or 0))
+        else:
+            self._spool(lines, mark)  # until the clock is set
 
     def _drain_queue(self) -> None:
         while len(self._pending) < self.batch_size:
             try:
-                self._take(self._queue.get_nowait())
+                self._take(*self._queue.get_nowait())
             except queue.Empty:
                 return
 
+    def _backing_off(self) -> bool:
+        return self._monotonic() < self._retry_at
+
     def flush(self) -> bool:
-        """Write the backlog, then the pending lines; return whether all was written."""
-        if self._monotonic() < self._retry_at:
-            self._keep_pending()
-            return False
-        while self._backlog:
-            if not self._write(self._backlog[0]):
-                self._keep_pending()
-                return False
-            self._backlog_lines -= len(self._backlog.popleft())
+        """Write the pending lines (or spool them while InfluxDB is failing); return
+        whether all of them were written."""
         while self._pending:
             batch = self._pending[: self.batch_size]
             del self._pending[: self.batch_size]
-            if not self._write(batch):
-                self._keep(batch)
-                self._keep_pending()
+            if self._backing_off() or not self._write(batch):
+                self._spool(batch)
+                self._spool(self._pending)
+                self._pending = []
                 return False
-            self._drain_queue()
         return True
+
+    def replay_one(self) -> bool:
+        """Write the oldest spooled record; return whether it left the spool."""
+        record = self.spool.head()
+        if record is None or self._backing_off():
+            return False
+        lines = record.lines
+        if record.mark is not None:
+            if not self.clock.trusted():
+                return False
+            correction = record.mark.correction(self.clock)
+            if correction is None:
+                lines = self._from_an_earlier_boot(lines)
+            else:
+                lines = shift_stamps(lines, correction)
+        if lines and not self._write(lines):
+            return False
+        self.spool.ack()
+        self.stats.replayed += len(lines)
+        self._refresh_spool_stats()
+        return True
+
+    def _refresh_spool_stats(self) -> None:
+        self.spool_points = self.spool.lines
+        self.spool_bytes = self.spool.bytes
+        head = self.spool.head() if self.spool_points else None
+        stamp = head.lines[0].rpartition(" ")[2] if head and head.lines else ""
+        self.spool_head_time_ns = int(stamp) if stamp.isdigit() else None
+
+    def _from_an_earlier_boot(self, lines: list[str]) -> list[str]:
+        """Points stamped by an unset clock in a boot that ended before it was set:
+        their true time is lost. Keep those whose stamp is still plausible."""
+        floor = self.clock.floor_ns
+        kept = [line for line in lines if int(line.rpartition(" ")[2]) >= floor]
+        self.stats.drop("clock", len(lines) - len(kept))
+        if len(kept) < len(lines):
+            self._problems.report(
+                "clock",
+                f"dropped {len(lines) - len(kept)} points stamped before the clock "
+                "was set in an earlier boot",
+                logging.WARNING,
+            )
+        return kept
+
+    def _spool(self, lines: list[str], mark: ClockMark | None = None) -> None:
+        if not lines:
+            return
+        try:
+            self.spool.append(lines, mark)
+        except OSError as exc:
+            self.stats.drop("spool_error", len(lines))
+            self._problems.report(
+                "spool", f"spool: cannot store {len(lines)} points: {exc}", logging.ERROR
+            )
+            return
+        self._problems.clear("spool", "spool: storing points again")
+        self.stats.spooled += len(lines)
+        self._refresh_spool_stats()
 
     def _write(self, batch: list[str]) -> bool:
         """One batch as a transaction; True when nothing of it needs resending."""
@@ -140,11 +243,16 @@ class Pipeline:
                 self._problems.report("too_large", f"dropped a point InfluxDB refuses: {exc}")
                 return True
             middle = len(batch) // 2
-            return self._write(batch[:middle]) and self._write(batch[middle:])
+            first_ok = self._write(batch[:middle])
+            if not first_ok:
+                return False  # resending the first half again is harmless (same points)
+            return self._write(batch[middle:])
         except RejectedError as exc:
             self.stats.written += len(batch) - exc.dropped
             self.stats.drop("rejected", exc.dropped)
-            log.warning("InfluxDB refused %d of %d points: %s", exc.dropped, len(batch), exc)
+            log.warning(
+                "InfluxDB refused %d of %d points for good: %s", exc.dropped, len(batch), exc
+            )
             self._succeeded(started)
             return True
         except WriteError as exc:
@@ -158,8 +266,17 @@ class Pipeline:
         self.stats.last_write = time.time()
         self.stats.last_write_latency_s = self._monotonic() - started
         self._failures_in_row = 0
+        self.stats.problem = ""
         if self._problems.clear("write"):
-            log.info("InfluxDB accepts writes again")
+            since = self.stats.outage_since
+            lasted = f" after {time.time() - since:.0f}s" if since else ""
+            log.info(
+                "InfluxDB accepts writes again%s; %d points wait in the spool",
+                lasted,
+                self.spool.lines,
+            )
+            self._on_event("outage_end", "InfluxDB back", f"writes succeed again{lasted}")
+            self.stats.outage_since = None
 
     def _failed(self, exc: WriteError) -> None:
         self.stats.write_failures += 1
@@ -167,52 +284,33 @@ class Pipeline:
         self._failures_in_row += 1
         hint = ""
         if isinstance(exc, AuthError):
-            hint = "; check [influxdb] username/password_file or token_file"
-        self._problems.report("write", f"write failed, keeping the points: {exc}{hint}")
-        delay = min(60.0, self.flush_interval * 2 ** min(self._failures_in_row - 1, 6))
+            hint = "; check [influxdb] username and password_file, or token_file"
+            self.stats.problem = f"{exc}{hint}"
+        elif isinstance(exc, DatabaseNotFoundError):
+            self.stats.problem = str(exc)
+        reported = self._problems.report("write", f"write failed, spooling the points: {exc}{hint}")
+        if reported and self.stats.outage_since is None:
+            self.stats.outage_since = time.time()
+            self._on_event("outage", "InfluxDB unreachable", str(exc))
+        delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** min(self._failures_in_row - 1, 10))
+        delay *= 0.5 + self._jitter() / 2  # spread a fleet of Pis hitting one server
         if isinstance(exc, RetryableError) and exc.retry_after is not None:
-            delay = max(delay, min(exc.retry_after, 600.0))
+            delay = max(delay, min(exc.retry_after, RETRY_AFTER_MAX_S))
         self._retry_at = self._monotonic() + delay
 
-    def _keep_pending(self) -> None:
-        while self._pending:
-            batch = self._pending[: self.batch_size]
-            del self._pending[: self.batch_size]
-            self._keep(batch)
-
-    def _keep(self, batch: list[str]) -> None:
-        self._backlog.append(batch)
-        self._backlog_lines += len(batch)
-        while self._backlog_lines > self.max_backlog_lines and len(self._backlog) > 1:
-            oldest = self._backlog.popleft()
-            self._backlog_lines -= len(oldest)
-            self.stats.drop("backlog_full", len(oldest))
-            self._problems.report(
-                "backlog", f"backlog over {self.max_backlog_lines} points: dropping the oldest"
-            )
-
-    @property
-    def backlog_lines(self) -> int:
-        return self._backlog_lines
-
     def stop(self, timeout: float) -> None:
-        """Stop the writer thread and make one last attempt to write everything.
-
-        The attempt is not repeated: an InfluxDB that is down now will not be up within
-        the few seconds systemd grants a stopping service."""
+        """Stop the writer thread, make one last attempt to write what is pending, and
+        spool the rest. No retry loop: an InfluxDB that is down now will not be back
+        within the few seconds systemd grants a stopping service."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        self._drain_all()
-        self._retry_at = 0.0
-        self.flush()
-        unsent = len(self._pending) + self._backlog_lines
-        if unsent:
-            log.warning("stopping with %d points not written to InfluxDB", unsent)
-
-    def _drain_all(self) -> None:
         while True:
             try:
-                self._take(self._queue.get_nowait())
+                self._take(*self._queue.get_nowait())
             except queue.Empty:
-                return
+                break
+        self.flush()
+        if self.spool.lines:
+            log.info("stopping; %d points wait in the spool for the next start", self.spool.lines)
+        self.spool.close()

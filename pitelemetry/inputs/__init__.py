@@ -11,7 +11,7 @@ tests pass fakes instead of patching.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -33,9 +33,12 @@ class Input:
     Options: ClassVar[type[Any]]
 
     @classmethod
-    def from_config(cls, config: InputConfig, agent: AgentConfig) -> Input:
-        """Build the input from its config; override to pass ``agent.state_dir`` etc."""
-        del agent
+    def from_config(
+        cls, config: InputConfig, agent: AgentConfig, *, time_ns: Callable[[], int]
+    ) -> Input:
+        """Build the input from its config. ``time_ns`` is the agent's clock, for inputs
+        that stamp each reading; override to pass ``agent.state_dir`` and the like."""
+        del agent, time_ns
         return cls(config.options)  # type: ignore[call-arg]
 
     def collect(self) -> Iterable[Point]:

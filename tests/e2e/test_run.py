@@ -90,7 +90,7 @@ def test_run_with_influxdb_down_exits_cleanly_and_says_so(tmp_path: Path) -> Non
     assert done.returncode == 0
     assert "connection refused" in done.stderr
     assert done.stderr.count("connection refused") == 1  # a state change is logged once
-    assert "points not written" in done.stderr
+    assert "wait in the spool" in done.stderr
 
 
 def test_once_prints_line_protocol_and_writes_nothing(tmp_path: Path) -> None:

@@ -1,0 +1,152 @@
+"""The agent's own health: a snapshot of its state, the ``pitelemetry`` points made from
+it, and the state file ``pitelemetry status`` reads.
+
+Measurement ``pitelemetry``, counters since the daemon started:
+
+========================= ====================================================================
+tags                      fields
+========================= ====================================================================
+``scope=agent``           ``collected``, ``written``, ``spooled``, ``replayed``,
+                          ``dropped`` and ``dropped_<reason>`` (``rejected``, ``spool_full``,
+                          ``too_large``, ``clock``, ``spool_error``), ``write_failures``,
+                          ``spool_points``, ``spool_bytes``, ``write_latency_ms``,
+                          ``clock_trusted``, ``rss_bytes``, ``uptime_s``
+``scope=input``,          ``collections``, ``errors``, ``points``, ``bad_points``,
+``input=<name>``          ``duration_ms`` (the last collection)
+========================= ====================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pitelemetry.inputs import Input
+from pitelemetry.point import Point
+
+if TYPE_CHECKING:
+    from pitelemetry.agent import Agent
+
+STATE_FILE = "status.json"
+DROP_REASONS = ("rejected", "spool_full", "too_large", "clock", "spool_error")
+
+
+def snapshot(agent: Agent) -> dict[str, Any]:
+    """Everything ``pitelemetry status`` shows, as plain JSON-able data."""
+    stats = agent.pipeline.stats
+    pipeline = agent.pipeline
+    dropped = dict(stats.dropped)
+    if pipeline.spool.dropped:
+        dropped["spool_full"] = pipeline.spool.dropped
+    return {
+        "version": agent.version,
+        "pid": os.getpid(),
+        "started": agent.started,
+        "updated": time.time(),
+        "config": agent.config.path,
+        "clock": {"trusted": agent.clock.trusted(), "reason": agent.clock.reason},
+        "influxdb": {
+            "url": agent.config.influxdb.url,
+            "last_write": stats.last_write,
+            "last_error": stats.last_error,
+            "problem": stats.problem,
+            "outage_since": stats.outage_since,
+            "write_latency_ms": round(stats.last_write_latency_s * 1000, 1),
+        },
+        "points": {
+            "collected": stats.collected,
+            "written": stats.written,
+            "spooled": stats.spooled,
+            "replayed": stats.replayed,
+            "write_failures": stats.write_failures,
+            "dropped": dropped,
+        },
+        "spool": {
+            "points": pipeline.spool_points,
+            "bytes": pipeline.spool_bytes,
+            "oldest": _seconds(pipeline.spool_head_time_ns),
+        },
+        "inputs": [
+            {
+                "name": running.config.name,
+                "interval_s": running.config.interval,
+                "collections": running.stats.collections,
+                "errors": running.stats.errors,
+                "points": running.stats.points,
+                "bad_points": running.stats.bad_points,
+                "last_success": running.stats.last_success,
+                "last_error": running.stats.last_error,
+                "duration_ms": round(running.stats.last_duration_s * 1000, 1),
+            }
+            for running in agent.collector.inputs
+            if running.config.type != "pitelemetry"
+        ],
+    }
+
+
+def _seconds(stamp_ns: int | None) -> float | None:
+    return stamp_ns / 1e9 if stamp_ns is not None else None
+
+
+def write_state(directory: Path, state: dict[str, Any]) -> None:
+    """Replace the state file atomically (rename), so a reader never sees half of it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    temporary = directory / f".{STATE_FILE}.tmp"
+    temporary.write_text(json.dumps(state, indent=1))
+    temporary.replace(directory / STATE_FILE)
+
+
+def read_rss_bytes() -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+class AgentHealth(Input):
+    """Collects the agent's own health points; added by the agent, not configured."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def collect(self) -> Iterator[Point]:
+        state = snapshot(self.agent)
+        points = state["points"]
+        dropped = points["dropped"]
+        fields: dict[str, float | int | bool] = {
+            "collected": points["collected"],
+            "written": points["written"],
+            "spooled": points["spooled"],
+            "replayed": points["replayed"],
+            "write_failures": points["write_failures"],
+            "dropped": sum(dropped.values()),
+            "spool_points": state["spool"]["points"],
+            "spool_bytes": state["spool"]["bytes"],
+            "write_latency_ms": float(state["influxdb"]["write_latency_ms"]),
+            "clock_trusted": state["clock"]["trusted"],
+            "uptime_s": time.time() - state["started"],
+        }
+        fields.update({f"dropped_{reason}": dropped.get(reason, 0) for reason in DROP_REASONS})
+        rss = read_rss_bytes()
+        if rss is not None:
+            fields["rss_bytes"] = rss
+        yield Point("pitelemetry", fields, {"scope": "agent"})
+        for item in state["inputs"]:
+            yield Point(
+                "pitelemetry",
+                {
+                    "collections": item["collections"],
+                    "errors": item["errors"],
+                    "points": item["points"],
+                    "bad_points": item["bad_points"],
+                    "duration_ms": float(item["duration_ms"]),
+                },
+                {"scope": "input", "input": item["name"]},
+            )
