@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -10,41 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.daemon import Daemon, write_config
 from tests.servers import InfluxDB1, VictoriaMetrics
 
 pytestmark = pytest.mark.e2e
 
 
-def write_config(tmp_path: Path, influx: str) -> Path:
-    path = tmp_path / "pitelemetry.toml"
-    path.write_text(f"""
-[agent]
-interval = "1s"
-flush_interval = "1s"
-host = "e2e-pi"
-state_dir = "{tmp_path}/state"
-runtime_dir = "{tmp_path}/run"
-
-[influxdb]
-{influx}
-
-[[inputs.system]]
-tags = {{ site = "lab" }}
-""")
-    return path
-
-
 def run_daemon(config: Path, seconds: float) -> subprocess.CompletedProcess[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pitelemetry", "run", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    daemon = Daemon(config).start()
     time.sleep(seconds)
-    process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=30)
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    code = daemon.stop()
+    return subprocess.CompletedProcess([], code, "", daemon.stderr)
 
 
 def test_run_writes_system_points_to_influxdb_1(
