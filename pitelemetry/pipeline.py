@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from pitelemetry.clock import Clock, ClockMark, shift_stamps
 from pitelemetry.logs import StateLog
-from pitelemetry.spool import Spool
+from pitelemetry.spool import Spool, SpoolRecord
 from pitelemetry.writer import (
     AuthError,
     DatabaseNotFoundError,
@@ -179,19 +179,19 @@ class Pipeline:
         record = self.spool.head()
         if record is None or self._backing_off():
             return False
-        lines = record.lines
+        batch: list[str] | SpoolRecord = record  # sent as stored: no decoding, no copies
         if record.mark is not None:
             if not self.clock.trusted():
                 return False
             correction = record.mark.correction(self.clock)
             if correction is None:
-                lines = self._from_an_earlier_boot(lines)
+                batch = self._from_an_earlier_boot(record.lines)
             else:
-                lines = shift_stamps(lines, correction)
-        if lines and not self._write(lines):
+                batch = shift_stamps(record.lines, correction)
+        if _count(batch) and not self._write(batch):
             return False
         self.spool.ack()
-        self.stats.replayed += len(lines)
+        self.stats.replayed += _count(batch)
         self._refresh_spool_stats()
         return True
 
@@ -232,13 +232,19 @@ class Pipeline:
         self.stats.spooled += len(lines)
         self._refresh_spool_stats()
 
-    def _write(self, batch: list[str]) -> bool:
+    def _write(self, batch: list[str] | SpoolRecord) -> bool:
         """One batch as a transaction; True when nothing of it needs resending."""
         started = self._monotonic()
+        count = _count(batch)
         try:
-            self.writer.write(batch)
+            if isinstance(batch, SpoolRecord):
+                self.writer.write_body(batch.body + b"\n", batch.count)
+            else:
+                self.writer.write(batch)
         except TooLargeError as exc:
-            if len(batch) == 1:
+            if isinstance(batch, SpoolRecord):
+                return self._write(batch.lines)
+            if count == 1:
                 self.stats.drop("too_large", 1)
                 self._problems.report("too_large", f"dropped a point InfluxDB refuses: {exc}")
                 return True
@@ -248,17 +254,15 @@ class Pipeline:
                 return False  # resending the first half again is harmless (same points)
             return self._write(batch[middle:])
         except RejectedError as exc:
-            self.stats.written += len(batch) - exc.dropped
+            self.stats.written += count - exc.dropped
             self.stats.drop("rejected", exc.dropped)
-            log.warning(
-                "InfluxDB refused %d of %d points for good: %s", exc.dropped, len(batch), exc
-            )
+            log.warning("InfluxDB refused %d of %d points for good: %s", exc.dropped, count, exc)
             self._succeeded(started)
             return True
         except WriteError as exc:
             self._failed(exc)
             return False
-        self.stats.written += len(batch)
+        self.stats.written += count
         self._succeeded(started)
         return True
 
@@ -314,3 +318,7 @@ class Pipeline:
         if self.spool.lines:
             log.info("stopping; %d points wait in the spool for the next start", self.spool.lines)
         self.spool.close()
+
+
+def _count(batch: list[str] | SpoolRecord) -> int:
+    return batch.count if isinstance(batch, SpoolRecord) else len(batch)

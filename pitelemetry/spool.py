@@ -44,10 +44,23 @@ _HAS_MARK = 1
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 
 
-@dataclass
 class SpoolRecord:
-    lines: list[str]
-    mark: ClockMark | None = None
+    """One spooled batch: its lines joined by newlines, as UTF-8, ready to send."""
+
+    __slots__ = ("body", "count", "mark")
+
+    def __init__(self, body: bytes, count: int, mark: ClockMark | None = None) -> None:
+        self.body = body
+        self.count = count
+        self.mark = mark
+
+    @classmethod
+    def from_lines(cls, lines: list[str], mark: ClockMark | None = None) -> SpoolRecord:
+        return cls("\n".join(lines).encode("utf-8", "replace"), len(lines), mark)
+
+    @property
+    def lines(self) -> list[str]:
+        return self.body.decode("utf-8").split("\n") if self.count else []
 
 
 class Spool(Protocol):
@@ -83,12 +96,13 @@ class _Segment:
     line_counts: collections.deque[int] = field(default_factory=collections.deque)
 
 
-def encode_record(lines: list[str], mark: ClockMark | None) -> bytes:
-    payload = zlib.compress("\n".join(lines).encode("utf-8", "replace"), 1)
+def encode_record(record: SpoolRecord) -> bytes:
+    payload = zlib.compress(record.body, 1)
+    mark = record.mark
     flags = _HAS_MARK if mark else 0
     offset = mark.offset_ns if mark else 0
     boot = _boot_bytes(mark.boot_id) if mark else bytes(16)
-    rest = struct.pack("<IBq16s", len(lines), flags, offset, boot)
+    rest = struct.pack("<IBq16s", record.count, flags, offset, boot)
     crc = zlib.crc32(payload, zlib.crc32(rest))
     return MAGIC + struct.pack("<II", len(payload), crc) + rest + payload
 
@@ -122,14 +136,13 @@ def _read_record(handle: BinaryIO, offset: int, path: Path) -> tuple[SpoolRecord
     if zlib.crc32(payload, zlib.crc32(header[_CRC_FROM:])) != crc:
         raise CorruptRecordError(f"{path}: checksum mismatch at byte {offset}")
     try:
-        text = zlib.decompress(payload).decode("utf-8")
-    except (zlib.error, UnicodeDecodeError) as exc:
+        body = zlib.decompress(payload)
+    except zlib.error as exc:
         raise CorruptRecordError(f"{path}: undecodable record at byte {offset}: {exc}") from None
-    lines = text.split("\n") if text else []
-    if len(lines) != count:
+    if (body.count(b"\n") + 1 if body else 0) != count:
         raise CorruptRecordError(f"{path}: record at byte {offset} has the wrong line count")
     mark = ClockMark(str(uuid.UUID(bytes=boot)), clock_offset) if flags & _HAS_MARK else None
-    return SpoolRecord(lines, mark), _HEADER.size + length
+    return SpoolRecord(body, count, mark), _HEADER.size + length
 
 
 class DiskSpool:
@@ -184,8 +197,8 @@ class DiskSpool:
                     break
                 record, size = found
                 segment.records += 1
-                segment.lines += len(record.lines)
-                segment.line_counts.append(len(record.lines))
+                segment.lines += record.count
+                segment.line_counts.append(record.count)
                 offset += size
         segment.size = offset
 
@@ -217,7 +230,7 @@ class DiskSpool:
         """Store ``lines`` durably (``fsync``) before returning."""
         if not lines:
             return
-        data = encode_record(lines, mark)
+        data = encode_record(SpoolRecord.from_lines(lines, mark))
         segment = self._segments[-1] if self._segments else None
         if segment is None or segment.size >= self.segment_bytes:
             segment = self._new_segment()
@@ -332,7 +345,7 @@ class MemorySpool:
 
     @property
     def lines(self) -> int:
-        return sum(len(record.lines) for record, _ in self._records)
+        return sum(record.count for record, _ in self._records)
 
     @property
     def bytes(self) -> int:
@@ -345,17 +358,18 @@ class MemorySpool:
     def append(self, lines: list[str], mark: ClockMark | None = None) -> None:
         if not lines:
             return
-        size = sum(len(line) + 1 for line in lines)
-        self._records.append((SpoolRecord(list(lines), mark), size))
+        record = SpoolRecord.from_lines(lines, mark)
+        size = len(record.body) + 1
+        self._records.append((record, size))
         self._bytes += size
         while self._bytes > self.max_bytes and len(self._records) > 1:
             oldest, oldest_size = self._records.popleft()
             self._bytes -= oldest_size
-            self._dropped += len(oldest.lines)
+            self._dropped += oldest.count
             log.warning(
                 "backlog over %d bytes: dropped the oldest %d points",
                 self.max_bytes,
-                len(oldest.lines),
+                oldest.count,
             )
 
     def head(self) -> SpoolRecord | None:

@@ -69,7 +69,11 @@ class RejectedError(WriteError):
 class Writer(Protocol):
     """Writes one batch; raises a :class:`WriteError` subclass when not all was written."""
 
-    def write(self, lines: list[str]) -> None: ...
+    def write(self, lines: list[str]) -> None:
+        """Write lines of line protocol (no newlines inside them)."""
+
+    def write_body(self, body: bytes, count: int) -> None:
+        """Write ``count`` lines already joined and encoded (a spooled record)."""
 
     def close(self) -> None: ...
 
@@ -163,7 +167,9 @@ class V1Writer:
         return self._conn
 
     def write(self, lines: list[str]) -> None:
-        body = ("\n".join(lines) + "\n").encode("utf-8", "replace")
+        self.write_body(("\n".join(lines) + "\n").encode("utf-8", "replace"), len(lines))
+
+    def write_body(self, body: bytes, count: int) -> None:
         if self._gzip:
             body = gzip.compress(body, compresslevel=1, mtime=0)
         try:
@@ -178,7 +184,7 @@ class V1Writer:
             raise RetryableError(
                 f"cannot reach InfluxDB at {self._host}:{self._port}: {_describe_os_error(exc)}"
             ) from None
-        error = classify(status, text, retry_after, len(lines))
+        error = classify(status, text, retry_after, count)
         if error is not None:
             if response.getheader("Connection", "").lower() == "close":
                 self.close()
@@ -222,10 +228,12 @@ class V2Writer:
         self._precision: Any = WritePrecision.NS  # a str constant the stubs call a class
 
     def write(self, lines: list[str]) -> None:
+        self.write_body(("\n".join(lines) + "\n").encode("utf-8", "replace"), len(lines))
+
+    def write_body(self, body: bytes, count: int) -> None:
         from influxdb_client.rest import ApiException  # noqa: PLC0415
         from urllib3.exceptions import HTTPError  # noqa: PLC0415
 
-        body = ("\n".join(lines) + "\n").encode("utf-8", "replace")
         try:
             self._api.write(
                 bucket=self._bucket, org=self._org, record=body, write_precision=self._precision
@@ -236,7 +244,7 @@ class V2Writer:
                 int(exc.status or 0),
                 str(exc.body or exc.reason or ""),
                 headers.get("Retry-After"),
-                len(lines),
+                count,
             )
             raise (error or RetryableError(str(exc))) from None
         except (HTTPError, OSError) as exc:
@@ -307,6 +315,12 @@ class AutoWriter:
         self.api: str = "" if config.api == "auto" else config.api
 
     def write(self, lines: list[str]) -> None:
+        self._resolve().write(lines)
+
+    def write_body(self, body: bytes, count: int) -> None:
+        self._resolve().write_body(body, count)
+
+    def _resolve(self) -> Writer:
         if self._writer is None:
             if not self.api:
                 version = ping(self._config.url, self._config.timeout)
@@ -318,7 +332,7 @@ class AutoWriter:
                     self.api,
                 )
             self._writer = make_writer(self._config, self.api)
-        self._writer.write(lines)
+        return self._writer
 
     def close(self) -> None:
         if self._writer is not None:

@@ -43,6 +43,11 @@ class FakeWriter:
         if answer is not None:
             raise answer
 
+    def write_body(self, body: bytes, count: int) -> None:
+        lines = body.decode().rstrip("\n").split("\n")
+        assert len(lines) == count
+        self.write(lines)
+
     def close(self) -> None:
         pass
 
@@ -62,6 +67,9 @@ def test_batches_by_size_and_writes_to_influxdb(
         def write(self, lines: list[str]) -> None:
             self.batches.append(lines)
             real.write(lines)
+
+        def write_body(self, body: bytes, count: int) -> None:
+            raise AssertionError("nothing is spooled here")
 
     writer = Recording()
     pipeline = pipeline_with(writer, tmp_path, batch_size=100, flush_interval=60)
