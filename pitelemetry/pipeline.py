@@ -51,6 +51,9 @@ QUEUE_CHUNKS = 256  # collections waiting for the writer before submit() blocks
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 60.0
 RETRY_AFTER_MAX_S = 600.0
+# Lines per spool record: a record is read whole while the backlog drains, so this bounds
+# the memory a drain needs (bench/replay), at a small cost in requests.
+SPOOL_RECORD_LINES = 1000
 
 
 @dataclass
@@ -221,7 +224,8 @@ class Pipeline:
         if not lines:
             return
         try:
-            self.spool.append(lines, mark)
+            for start in range(0, len(lines), SPOOL_RECORD_LINES):
+                self.spool.append(lines[start : start + SPOOL_RECORD_LINES], mark)
         except OSError as exc:
             self.stats.drop("spool_error", len(lines))
             self._problems.report(
@@ -238,7 +242,7 @@ class Pipeline:
         count = _count(batch)
         try:
             if isinstance(batch, SpoolRecord):
-                self.writer.write_body(batch.body + b"\n", batch.count)
+                self.writer.write_body(batch.body, batch.count)
             else:
                 self.writer.write(batch)
         except TooLargeError as exc:

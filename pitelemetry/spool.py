@@ -3,7 +3,7 @@
 Layout: ``<state_dir>/spool/<sequence>.seg`` segment files, each a run of records::
 
     magic "PTS1" | payload length u32 | CRC-32 u32 | lines u32 | flags u8
-    | clock offset i64 | boot id 16 bytes | payload (zlib of the lines joined by "\\n")
+    | clock offset i64 | boot id 16 bytes | payload (zlib of the lines, each ending in "\\n")
 
 The CRC covers everything after it. A record is appended with one ``write`` and an
 ``fsync`` before :meth:`DiskSpool.append` returns, so what was handed over survives
@@ -45,7 +45,7 @@ MAX_RECORD_BYTES = 64 * 1024 * 1024
 
 
 class SpoolRecord:
-    """One spooled batch: its lines joined by newlines, as UTF-8, ready to send."""
+    """One spooled batch: its lines, each ending in a newline, as UTF-8, ready to send."""
 
     __slots__ = ("body", "count", "mark")
 
@@ -56,11 +56,12 @@ class SpoolRecord:
 
     @classmethod
     def from_lines(cls, lines: list[str], mark: ClockMark | None = None) -> SpoolRecord:
-        return cls("\n".join(lines).encode("utf-8", "replace"), len(lines), mark)
+        body = ("\n".join(lines) + "\n").encode("utf-8", "replace") if lines else b""
+        return cls(body, len(lines), mark)
 
     @property
     def lines(self) -> list[str]:
-        return self.body.decode("utf-8").split("\n") if self.count else []
+        return self.body.decode("utf-8").split("\n")[:-1]
 
 
 class Spool(Protocol):
@@ -139,7 +140,7 @@ def _read_record(handle: BinaryIO, offset: int, path: Path) -> tuple[SpoolRecord
         body = zlib.decompress(payload)
     except zlib.error as exc:
         raise CorruptRecordError(f"{path}: undecodable record at byte {offset}: {exc}") from None
-    if (body.count(b"\n") + 1 if body else 0) != count:
+    if body.count(b"\n") != count:
         raise CorruptRecordError(f"{path}: record at byte {offset} has the wrong line count")
     mark = ClockMark(str(uuid.UUID(bytes=boot)), clock_offset) if flags & _HAS_MARK else None
     return SpoolRecord(body, count, mark), _HEADER.size + length
@@ -234,8 +235,9 @@ class DiskSpool:
         segment = self._segments[-1] if self._segments else None
         if segment is None or segment.size >= self.segment_bytes:
             segment = self._new_segment()
+        if self._append_handle is None:  # the newest segment of an earlier run
+            self._append_handle = segment.path.open("ab")
         handle = self._append_handle
-        assert handle is not None
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())

@@ -50,6 +50,16 @@ def test_records_survive_a_restart(tmp_path: Path) -> None:
     assert [r[0] for r in drain(reopened)][-9:] == [f"m v={i} {i}" for i in range(1, 10)]
 
 
+def test_appending_after_a_restart_continues_the_newest_segment(tmp_path: Path) -> None:
+    spool = DiskSpool(tmp_path, 10_000_000)
+    spool.append(["before 1"])
+    spool.close()
+    reopened = DiskSpool(tmp_path, 10_000_000)
+    reopened.append(["after 2"])
+    reopened.close()
+    assert drain(DiskSpool(tmp_path, 10_000_000)) == [["before 1"], ["after 2"]]
+
+
 def test_torn_tail_after_power_loss_is_cut_off(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
