@@ -84,7 +84,7 @@ def top_up(spool_dir: Path, points: int) -> int:
     return added
 
 
-def main() -> None:  # noqa: PLR0915 - one scenario, in order
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--outage", type=float, default=20)

@@ -33,7 +33,7 @@ def write_bytes(pid: int) -> int:
 def measure(url: str, workdir: Path, seconds: float) -> int:
     """Bytes the daemon wrote to disk after the warm-up."""
     workdir.mkdir(parents=True, exist_ok=True)
-    runtime = Path("/dev/shm") if Path("/dev/shm").is_dir() else workdir  # noqa: S108 - tmpfs
+    runtime = Path("/dev/shm") if Path("/dev/shm").is_dir() else workdir
     config = workdir / "pitelemetry.toml"
     config.write_text(f"""
 [agent]
