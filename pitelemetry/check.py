@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from pitelemetry import influxql
 from pitelemetry.agent import build_inputs
+from pitelemetry.clock import Clock
 from pitelemetry.collector import Collector
 from pitelemetry.config import Config
 from pitelemetry.writer import AuthError, WriteError, api_for_version, ping
@@ -25,6 +26,8 @@ class CheckResult:
 
 def run_checks(config: Config) -> Iterator[CheckResult]:
     yield CheckResult("config", True, f"{config.path} ({len(config.inputs)} inputs)")
+    clock = Clock(give_up_after=config.agent.clock_wait)
+    yield CheckResult("clock", clock.trusted(), clock.reason)
     yield _check_influxdb(config)
     yield from _check_inputs(config)
 

@@ -164,3 +164,17 @@ def test_gzip_only_pays_off_over_a_network(
 ) -> None:
     path = write(tmp_path, f'[influxdb]\nurl = "{url}"\ncompression = "{compression}"\n')
     assert load(path, environ={}).influxdb.use_gzip is gzip
+
+
+def test_journal_lines_carry_priorities_not_timestamps(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging  # noqa: PLC0415
+
+    from pitelemetry import logs  # noqa: PLC0415
+
+    logs.setup("info", environ={"JOURNAL_STREAM": "8:1234"})
+    logging.getLogger("pitelemetry.test").warning("spool full")
+    logging.getLogger("pitelemetry.test").info("two\nlines")
+    logs.setup("info", environ={})
+    assert capsys.readouterr().err == (
+        "<4>pitelemetry.test: spool full\n<6>pitelemetry.test: two\n<6>lines\n"
+    )

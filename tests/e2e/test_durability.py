@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,3 +181,70 @@ def test_status_reads_the_running_daemon(
     )
     assert health
     assert health[-1]["spool_points"] == 0
+
+
+def test_bad_credentials_keep_spooling_and_say_so(tmp_path: Path) -> None:
+    server = InfluxDB1(tmp_path / "influxdb")
+    server.config_path.write_text(
+        server.config_path.read_text().replace("[http]\n", "[http]\n  auth-enabled = true\n")
+    )
+    server.start()
+    try:
+        server.query("CREATE USER admin WITH PASSWORD 'right' WITH ALL PRIVILEGES")
+        (tmp_path / "password").write_text("wrong\n")
+        config = write_config(
+            tmp_path,
+            f'url = "{server.url}"\nusername = "admin"\npassword_file = "{tmp_path}/password"',
+        )
+        daemon = Daemon(config).start()
+        try:
+            state = daemon.wait_for(lambda s: s["spool"]["points"] > 0)
+            assert "check [influxdb] username and password_file" in state["influxdb"]["problem"]
+            check = daemon.command("check")
+        finally:
+            daemon.stop()
+        assert check.returncode == 1
+        assert "FAIL influxdb" in check.stdout
+        assert "check [influxdb] username and password_file" in check.stdout
+        assert daemon.stderr.count("authorization failed") == 1  # logged once
+    finally:
+        server.stop()
+
+
+def test_a_missing_database_spools_until_it_exists(tmp_path: Path, influxdb: InfluxDB1) -> None:
+    config = write_config(tmp_path, f'url = "{influxdb.url}"\ndatabase = "later"')
+    daemon = Daemon(config).start()
+    try:
+        state = daemon.wait_for(lambda s: s["spool"]["points"] > 0)
+        assert "pitelemetry provision" in state["influxdb"]["problem"]
+        influxdb.create_database("later")
+        daemon.wait_for(lambda s: s["spool"]["points"] == 0 and not s["influxdb"]["problem"], 90)
+    finally:
+        daemon.stop()
+    try:
+        assert influxdb.rows("SELECT count(load1) FROM system", "later")[0]["count"] >= 2
+    finally:
+        influxdb.drop_database("later")
+
+
+def test_sighup_reloads_a_valid_config_and_keeps_running_on_a_bad_one(
+    tmp_path: Path, influxdb: InfluxDB1, database: str
+) -> None:
+    config = write_config(tmp_path, f'url = "{influxdb.url}"\ndatabase = "{database}"')
+    daemon = Daemon(config).start()
+    assert daemon.process is not None
+    try:
+        first = daemon.wait_for(lambda s: s["points"]["written"] > 0)
+        config.write_text(config.read_text().replace('site = "lab"', 'site = "attic"'))
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_for(lambda s: s["started"] > first["started"] and s["points"]["written"] > 0)
+        config.write_text(config.read_text() + "\n[broken\n")
+        daemon.process.send_signal(signal.SIGHUP)
+        time.sleep(2)
+        assert daemon.process.poll() is None  # still running, on the last good config
+        assert daemon.process.pid == first["pid"]  # reloaded in place: systemd sees one PID
+    finally:
+        daemon.stop()
+    assert "not reloading, the config has an error" in daemon.stderr
+    sites = {r["site"] for r in influxdb.rows("SELECT load1 FROM system GROUP BY site", database)}
+    assert sites == {"lab", "attic"}

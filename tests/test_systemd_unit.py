@@ -1,0 +1,68 @@
+"""The unit file: valid for systemd, and hardened (``systemd-analyze security``)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pitelemetry.systemd import Notifier
+from tests.conftest import ROOT
+
+UNIT = ROOT / "systemd" / "pitelemetry.service"
+
+
+def analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("systemd-analyze")
+    if binary is None:
+        pytest.fail("systemd-analyze not found; install it with: sudo apt-get install systemd")
+    return subprocess.run([binary, *args], capture_output=True, text=True, check=False)
+
+
+def test_unit_verifies_clean(tmp_path: Path) -> None:
+    # The installed ExecStart does not exist here; point it at a binary that does.
+    unit = tmp_path / "pitelemetry.service"
+    unit.write_text(UNIT.read_text().replace("/opt/pitelemetry/venv/bin/pitelemetry", "/bin/true"))
+    done = analyze("verify", str(unit))
+    assert done.stdout + done.stderr == ""
+
+
+def test_exposure_is_at_most_1_6() -> None:
+    done = analyze("security", "--offline=yes", str(UNIT))
+    score = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", done.stdout).group(1))  # type: ignore[union-attr]
+    assert score <= 1.6
+
+
+def test_unit_never_hides_gpio_devices() -> None:
+    text = UNIT.read_text()
+    assert "PrivateDevices=no" in text
+    assert "DevicePolicy=closed" in text
+    assert (
+        "time-sync.target"
+        not in text.replace("NOT time-sync.target", "").split("[Service]")[0].split("After=")[1]
+    )
+
+
+def test_sd_notify_datagrams(tmp_path: Path) -> None:
+    import socket  # noqa: PLC0415
+
+    path = tmp_path / "notify"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    try:
+        notifier = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "60000000"})
+        notifier.notify("READY=1", "STATUS=ok")
+        notifier.notify("WATCHDOG=1")
+        assert server.recv(100) == b"READY=1\nSTATUS=ok"
+        assert server.recv(100) == b"WATCHDOG=1"
+        assert notifier.watchdog_s == 60.0
+        notifier.close()
+    finally:
+        server.close()
+
+
+def test_sd_notify_outside_systemd_does_nothing() -> None:
+    Notifier({}).notify("READY=1")  # no socket, no error
