@@ -30,6 +30,7 @@ commands:
   once    collect every input once and print line protocol; writes nothing
   check   validate the config, reach InfluxDB, try every input; exit 0 only if all is well
   status  what the running daemon is doing: writes, spool, clock, each input
+  sensors find attached sensors and print a config snippet for them
 """
 
 
@@ -61,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("check", parents=[common], help="check config, InfluxDB and inputs")
     status = commands.add_parser("status", parents=[common], help="show the daemon's state")
     status.add_argument("--json", action="store_true", help="the raw state, for scripts")
+    commands.add_parser("sensors", parents=[common], help="find sensors, print a config snippet")
     return parser
 
 
@@ -70,6 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pitelemetry.config import DEFAULT_PATH, ConfigError, load  # noqa: PLC0415
 
     logs.setup(getattr(args, "log_level", "info"))
+    if args.command == "sensors":  # works before there is a config
+        from pitelemetry.discover import discover  # noqa: PLC0415
+
+        print("\n".join(discover()))
+        return EXIT_OK
     try:
         config = load(getattr(args, "config", DEFAULT_PATH))
     except ConfigError as exc:

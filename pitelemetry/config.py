@@ -192,12 +192,16 @@ class _Parser:
             allowed = ", ".join(sorted([*fields, *also_allowed]))
             raise self.error(f"{where}.{unknown[0]}", f"unknown key; allowed keys: {allowed}")
         values = {}
-        for name in fields:
+        for name, spec in fields.items():
             key = f"{where}.{name}" if where else name
             if name in table:
                 values[name] = self.value(hints[name], table[name], key)
             elif hints[name] == Secret | None:
                 values[name] = self.default_secret(where, name)
+            elif (
+                spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
+            ):
+                raise self.error(key, "required key is missing")
         return cls(**values)
 
     def value(self, hint: Any, raw: object, key: str) -> Any:  # noqa: PLR0912

@@ -41,6 +41,12 @@ class Input:
         del agent, time_ns
         return cls(config.options)  # type: ignore[call-arg]
 
+    def start(self, emit: Callable[[list[Point]], None]) -> None:
+        """Called once when the daemon starts. Inputs that see events as they happen
+        (a door opening) keep ``emit`` and call it from any thread; the default has
+        nothing to start."""
+        del emit
+
     def collect(self) -> Iterable[Point]:
         """Read the source now and yield its points, stamped when read."""
         raise NotImplementedError

@@ -13,6 +13,12 @@ from pitelemetry.inputs import Input
 
 INPUTS: dict[str, str] = {
     "system": "pitelemetry.inputs.system:SystemInput",
+    "ds18b20": "pitelemetry.inputs.ds18b20:DS18B20Input",
+    "bme280": "pitelemetry.inputs.bme280:BME280Input",
+    "dht22": "pitelemetry.inputs.dht22:DHT22Input",
+    "pulse": "pitelemetry.inputs.pulse:PulseInput",
+    "contact": "pitelemetry.inputs.contact:ContactInput",
+    "mcp3008": "pitelemetry.inputs.mcp3008:MCP3008Input",
 }
 
 

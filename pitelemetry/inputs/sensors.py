@@ -1,0 +1,90 @@
+"""What every sensor input shares: each sensor fails alone, a state change is logged
+once, and losing or finding a sensor becomes an ``events`` point for Grafana.
+
+An input that reads several sensors (all DS18B20s on a 1-Wire bus) keeps one
+:class:`SensorWatch` and reports each sensor's read as :meth:`SensorWatch.ok` or
+:meth:`SensorWatch.failed`; both return the event points to yield alongside the readings.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from typing import Any
+
+from pitelemetry.inputs import InputError
+from pitelemetry.logs import StateLog
+from pitelemetry.point import Point
+
+log = logging.getLogger("pitelemetry.inputs")
+
+
+class SensorWatch:
+    def __init__(self, input_name: str) -> None:
+        self.input_name = input_name
+        self._state = StateLog(log)
+        self._seen: set[str] = set()
+        self.errors = 0
+
+    def ok(self, sensor: str) -> list[Point]:
+        """``sensor`` read fine; an event if it had been lost."""
+        recovered = self._state.clear(sensor, f"{self.input_name}: {sensor} is back")
+        first = sensor not in self._seen
+        self._seen.add(sensor)
+        if recovered:
+            return [_event("sensor_found", f"{sensor} is back", self.input_name, sensor)]
+        if first:
+            log.info("%s: found %s", self.input_name, sensor)
+        return []
+
+    def failed(self, sensor: str, problem: str) -> list[Point]:
+        """``sensor`` could not be read: log once, count, an event when it is lost."""
+        self.errors += 1
+        if self._state.report(sensor, f"{self.input_name}: {sensor}: {problem}"):
+            return [_event("sensor_lost", f"{sensor} lost", self.input_name, sensor, problem)]
+        return []
+
+
+def _event(kind: str, title: str, source: str, sensor: str, text: str = "") -> Point:
+    return Point(
+        "events",
+        {"title": title, "text": text or title},
+        {"kind": kind, "source": source, "sensor": sensor},
+    )
+
+
+def access_hint(exc: OSError, device: str, group: str, enable: str) -> str:
+    """A message that says what to do about an ``OSError`` opening a device."""
+    if isinstance(exc, FileNotFoundError):
+        return f"{device} does not exist: the interface is off ({enable})"
+    if isinstance(exc, PermissionError):
+        return (
+            f"permission denied on {device}: the service user needs group {group!r} "
+            f"(sudo adduser pitelemetry {group}; the systemd unit adds it itself)"
+        )
+    if exc.errno in (errno.EREMOTEIO, errno.ENXIO, errno.EIO):
+        return f"no answer on {device} ({exc.strerror}): check the wiring and the address"
+    return f"{device}: {exc.strerror or exc}"
+
+
+def open_gpio_input(
+    pin: int, *, pull_up: bool | None, bounce_time: float | None, pin_factory: object = None
+) -> Any:
+    """A gpiozero ``DigitalInputDevice``, or :class:`InputError` saying what to fix."""
+    from gpiozero import DigitalInputDevice  # noqa: PLC0415 - only GPIO inputs need it
+    from gpiozero.exc import BadPinFactory, GPIOZeroError  # noqa: PLC0415
+
+    try:
+        return DigitalInputDevice(
+            pin, pull_up=pull_up, bounce_time=bounce_time, pin_factory=pin_factory
+        )
+    except BadPinFactory:
+        raise InputError(
+            f"GPIO{pin}: no GPIO library found (is this a Raspberry Pi? install python3-lgpio)"
+        ) from None
+    except PermissionError:
+        raise InputError(
+            f"GPIO{pin}: permission denied: the service user needs group 'gpio'"
+        ) from None
+    except (GPIOZeroError, OSError) as exc:
+        raise InputError(f"GPIO{pin}: {exc}") from None
