@@ -72,7 +72,11 @@ per_cpu = true
         ("[agent]\nintervall = '10s'", "agent.intervall", "unknown key; allowed keys: batch_size"),
         ('[influxdb]\napi = "v3"', "influxdb.api", "expected one of auto, v1, v2"),
         ('[influxdb]\nurl = "db:8086"', "influxdb.url", "must start with http://"),
-        ("[[inputs.thermometer]]", "inputs.thermometer", "unknown input type; known: system"),
+        (
+            "[[inputs.thermometer]]",
+            "inputs.thermometer",
+            "unknown input type; known: bme280, contact, dht22, ds18b20, mcp3008, pulse, system",
+        ),
         ("[[inputs.system]]\nper_cpu = 1", "inputs.system[0].per_cpu", "expected true or false"),
         (
             "[[inputs.system]]\ncolour = 1",
@@ -81,6 +85,9 @@ per_cpu = true
         ),
         ("[[inputs.system]]\ntags = { a = 1 }", "inputs.system[0].tags.a", "expected a string"),
         ("[mystery]", "mystery", "unknown section"),
+        ("[[inputs.pulse]]\nname = 'house'", "inputs.pulse[0].pin", "required key is missing"),
+        ('[[inputs.pulse]]\npin = 17\nkind = "steam"', "inputs.pulse[0].kind",
+         "expected one of electricity, water, gas"),
     ],
 )
 def test_errors_name_file_key_and_what_is_allowed(
