@@ -86,8 +86,11 @@ per_cpu = true
         ("[[inputs.system]]\ntags = { a = 1 }", "inputs.system[0].tags.a", "expected a string"),
         ("[mystery]", "mystery", "unknown section"),
         ("[[inputs.pulse]]\nname = 'house'", "inputs.pulse[0].pin", "required key is missing"),
-        ('[[inputs.pulse]]\npin = 17\nkind = "steam"', "inputs.pulse[0].kind",
-         "expected one of electricity, water, gas"),
+        (
+            '[[inputs.pulse]]\npin = 17\nkind = "steam"',
+            "inputs.pulse[0].kind",
+            "expected one of electricity, water, gas",
+        ),
     ],
 )
 def test_errors_name_file_key_and_what_is_allowed(
