@@ -30,6 +30,7 @@ commands:
   once    collect every input once and print line protocol; writes nothing
   check   validate the config, reach InfluxDB, try every input; exit 0 only if all is well
   status  what the running daemon is doing: writes, spool, clock, each input
+  provision  create the InfluxDB database and the Grafana data source and dashboards
   sensors find attached sensors and print a config snippet for them
 """
 
@@ -63,6 +64,22 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", parents=[common], help="show the daemon's state")
     status.add_argument("--json", action="store_true", help="the raw state, for scripts")
     commands.add_parser("sensors", parents=[common], help="find sensors, print a config snippet")
+    prov = commands.add_parser(
+        "provision", parents=[common], help="set up InfluxDB and Grafana from the config"
+    )
+    prov.add_argument(
+        "--dry-run", action="store_true", help="say what would change; change nothing"
+    )
+    prov.add_argument(
+        "--force",
+        action="store_true",
+        help="replace dashboards edited in Grafana and re-send the data source",
+    )
+    prov.add_argument(
+        "--write-files",
+        metavar="DIR",
+        help="write Grafana provisioning files and dashboards to DIR instead",
+    )
     return parser
 
 
@@ -86,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger().setLevel(config.agent.log_level.upper())
     if args.command == "status":
         return _status(config, as_json=args.json)
+    if args.command == "provision":
+        return _provision(config, args.dry_run, args.force, args.write_files)
     handler = {"run": _run, "once": _once, "check": _check}[args.command]
     return handler(config)
 
@@ -120,6 +139,33 @@ def _check(config: Config) -> int:
         ok = ok and result.ok
         print(result.render())
     return EXIT_OK if ok else EXIT_FAILURE
+
+
+def _provision(config: Config, dry_run: bool, force: bool, write_files: str | None) -> int:
+    from pathlib import Path  # noqa: PLC0415
+
+    from pitelemetry.provision import ProvisionError, provision, write_files_to  # noqa: PLC0415
+
+    if write_files:
+        for path in write_files_to(config, Path(write_files)):
+            print(f"wrote          {path}")
+        return EXIT_OK
+    counts: dict[str, int] = {}
+    urls = []
+    try:
+        for change in provision(config, dry_run=dry_run, force=force):
+            print(change.render())
+            counts[change.action] = counts.get(change.action, 0) + 1
+            if change.subject.startswith("dashboard") and "/d/" in change.detail:
+                urls.append(change.detail.rsplit(" ", 1)[-1])
+    except ProvisionError as exc:
+        print(f"pitelemetry provision: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    summary = ", ".join(f"{count} {action}" for action, count in counts.items())
+    print(f"\n{'dry run: ' if dry_run else ''}{summary}")
+    for url in urls:
+        print(f"open {url}")
+    return EXIT_OK
 
 
 def _status(config: Config, *, as_json: bool) -> int:

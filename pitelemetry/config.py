@@ -116,6 +116,11 @@ class InfluxConfig:
     bucket: str = ""
     token_file: Secret | None = None
     timeout: Duration = Duration(10.0)
+    # What `pitelemetry provision` sets up: raw points kept for `retention`, 5-minute
+    # means (InfluxDB 1.x: retention policy "downsampled") kept for `long_retention`.
+    retention: Duration = Duration(30 * 86400.0)
+    long_retention: Duration = Duration(730 * 86400.0)
+    downsample_every: Duration = Duration(300.0)
     # "auto": gzip request bodies unless InfluxDB runs on this machine, where
     # compressing only costs the Pi's CPU; "gzip" or "none" to force it.
     compression: Literal["auto", "gzip", "none"] = "auto"
@@ -131,9 +136,15 @@ class InfluxConfig:
 @dataclass(frozen=True)
 class GrafanaConfig:
     url: str = "http://127.0.0.1:3000"
-    token_file: Secret | None = None
+    token_file: Secret | None = None  # a service-account token (preferred), or:
     username: str = ""
     password_file: Secret | None = None
+    folder: str = "Pi telemetry"
+    folder_uid: str = "pitelemetry"
+    datasource_name: str = "pitelemetry InfluxDB"
+    datasource_uid: str = "pitelemetry-influxdb"
+    timeout: Duration = Duration(10.0)
+    wait: Duration = Duration(60.0)  # how long provision waits for Grafana to be healthy
 
 
 @dataclass(frozen=True)

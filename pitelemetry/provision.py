@@ -1,0 +1,437 @@
+"""``pitelemetry provision``: the InfluxDB database and retention, the Grafana data
+source, folder and dashboards, all generated from the config and safe to run again.
+
+InfluxDB 1.x: the database; a default retention policy for raw points (``retention``,
+30 days) and ``downsampled`` (``long_retention``, 2 years) filled by a continuous query
+with ``downsample_every`` (5 min) means of every numeric field (named ``mean_<field>``).
+
+Grafana: waits for ``/api/health``; creates or updates the InfluxQL data source under
+a stable uid; creates the folder; upserts each dashboard by uid with ``overwrite`` and a
+message, and only when it changed. A dashboard someone edited in Grafana is kept (and
+reported) unless ``--force``: each dashboard carries a ``pitelemetry:<hash>`` tag, the
+hash of what provision generated, so an edit shows as content that no longer matches.
+
+``--dry-run`` reports what would change and changes nothing. ``--write-files DIR``
+writes Grafana's file-provisioning YAML and the dashboard JSON instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pitelemetry import dashboards, influxql
+from pitelemetry.config import Config
+from pitelemetry.grafana import GrafanaClient, GrafanaError, GrafanaUnreachableError
+from pitelemetry.writer import AuthError, WriteError, api_for_version, ping
+
+CQ_NAME = "pitelemetry_downsample"
+LONG_RP = "downsampled"
+HASH_TAG = "pitelemetry:"
+
+
+class ProvisionError(Exception):
+    """A step failed; the message says what and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Change:
+    action: str  # created, updated, unchanged, kept, skipped (dry run: "would create", ...)
+    subject: str
+    detail: str = ""
+
+    def render(self) -> str:
+        detail = f" ({self.detail})" if self.detail else ""
+        return f"{self.action:<14} {self.subject}{detail}"
+
+
+def _would(action: str, dry_run: bool) -> str:
+    """``created`` / ``updated``, or what a dry run would have done."""
+    return {"created": "would create", "updated": "would update"}[action] if dry_run else action
+
+
+# -- InfluxDB 1.x ------------------------------------------------------------------------
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _go_seconds(text: str) -> float:
+    """InfluxDB's ``720h0m0s`` (``0s`` = forever) in seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)(h|ms|us|µs|ns|m|s)", text))
+
+
+def _days(seconds: float) -> str:
+    return f"{seconds / 86400:g}d" if seconds % 86400 == 0 else f"{seconds:g}s"
+
+
+class InfluxV1:
+    def __init__(self, config: Config, dry_run: bool) -> None:
+        self.influx = config.influxdb
+        self.dry_run = dry_run
+        self.password = self.influx.password_file.reveal() if self.influx.password_file else ""
+
+    def query(self, statement: str) -> list[dict[str, Any]]:
+        try:
+            return influxql.query(
+                self.influx.url,
+                statement,
+                username=self.influx.username,
+                password=self.password,
+                timeout=self.influx.timeout,
+            )
+        except AuthError as exc:
+            raise ProvisionError(
+                f"{exc}; provisioning needs an InfluxDB admin: [influxdb] username and "
+                "password_file"
+            ) from None
+        except (WriteError, ValueError) as exc:
+            raise ProvisionError(f"InfluxDB: {exc}") from None
+
+    def change(self, statement: str) -> None:
+        if not self.dry_run:
+            self.query(statement)
+
+    def run(self) -> Iterator[Change]:
+        database = self.influx.database
+        db = _ident(database)
+        existing = {r["name"] for r in influxql.rows(self.query("SHOW DATABASES")[0])}
+        created = database not in existing
+        if created:
+            self.change(f"CREATE DATABASE {db}")
+        yield Change(
+            _would("created", self.dry_run) if created else "unchanged",
+            f"InfluxDB database {database!r}",
+        )
+        policies = {}
+        if not (created and self.dry_run):
+            policies = {
+                r["name"]: r
+                for r in influxql.rows(self.query(f"SHOW RETENTION POLICIES ON {db}")[0])
+            }
+        raw = self.influx.retention_policy or "raw"
+        yield self._policy(db, policies, raw, self.influx.retention, default=True)
+        yield self._policy(db, policies, LONG_RP, self.influx.long_retention, default=False)
+        yield self._continuous_query(database, raw)
+
+    def _policy(
+        self, db: str, policies: dict[str, Any], name: str, seconds: float, *, default: bool
+    ) -> Change:
+        subject = f"retention policy {name!r}"
+        want = f"{_days(seconds)}{', default' if default else ''}"
+        clause = f"DURATION {int(seconds)}s REPLICATION 1{' DEFAULT' if default else ''}"
+        current = policies.get(name)
+        if current is None:
+            self.change(f"CREATE RETENTION POLICY {_ident(name)} ON {db} {clause}")
+            return Change(_would("created", self.dry_run), subject, want)
+        if _go_seconds(current["duration"]) != seconds or (default and not current["default"]):
+            self.change(f"ALTER RETENTION POLICY {_ident(name)} ON {db} {clause}")
+            return Change(_would("updated", self.dry_run), subject, want)
+        return Change("unchanged", subject, want)
+
+    def _continuous_query(self, database: str, raw: str) -> Change:
+        db = _ident(database)
+        every = f"{int(self.influx.downsample_every)}s"
+        statement = (
+            f"CREATE CONTINUOUS QUERY {_ident(CQ_NAME)} ON {db} BEGIN SELECT mean(*) INTO "
+            f"{db}.{_ident(LONG_RP)}.:MEASUREMENT FROM {db}.{_ident(raw)}./.*/ "
+            f"GROUP BY time({every}), * END"
+        )
+        subject = f"continuous query {CQ_NAME!r}"
+        detail = f"{_days(self.influx.downsample_every)} means into {LONG_RP!r}"
+        existing = ""
+        if not self.dry_run or self._database_exists(database):
+            for series in self.query("SHOW CONTINUOUS QUERIES")[0].get("series", []):
+                if series["name"] == database:
+                    for name, text in series.get("values", []):
+                        if name == CQ_NAME:
+                            existing = text
+        if not existing:
+            self.change(statement)
+            return Change(_would("created", self.dry_run), subject, detail)
+        if f"time({every})" in existing.replace(" ", "") and f".{raw}." in existing.replace(
+            '"', ""
+        ):
+            return Change("unchanged", subject, detail)
+        self.change(f"DROP CONTINUOUS QUERY {_ident(CQ_NAME)} ON {db}")
+        self.change(statement)
+        return Change(_would("updated", self.dry_run), subject, detail)
+
+    def _database_exists(self, database: str) -> bool:
+        return database in {r["name"] for r in influxql.rows(self.query("SHOW DATABASES")[0])}
+
+
+# -- Grafana -----------------------------------------------------------------------------
+
+
+def datasource_body(config: Config, api: str) -> dict[str, Any]:
+    """The data source as Grafana's API takes it (``access`` and ``type`` required)."""
+    influx = config.influxdb
+    body: dict[str, Any] = {
+        "name": config.grafana.datasource_name,
+        "uid": config.grafana.datasource_uid,
+        "type": "influxdb",
+        "access": "proxy",
+        "url": influx.url,
+        "jsonData": {
+            "version": "InfluxQL",
+            "dbName": influx.database,
+            "httpMode": "POST",
+            "timeInterval": f"{int(max(1.0, config.agent.interval))}s",
+        },
+        "secureJsonData": {},
+    }
+    if api == "v1":
+        if influx.username:
+            body["user"] = influx.username
+        if influx.password_file:
+            body["secureJsonData"]["password"] = influx.password_file.reveal()
+    else:
+        token = influx.token_file.reveal() if influx.token_file else ""
+        body["jsonData"]["httpHeaderName1"] = "Authorization"
+        body["secureJsonData"]["httpHeaderValue1"] = f"Token {token}"
+    return body
+
+
+def _datasource_differs(existing: dict[str, Any], body: dict[str, Any]) -> bool:
+    for key in ("name", "type", "access", "url"):
+        if existing.get(key) != body.get(key):
+            return True
+    if existing.get("user", "") != body.get("user", ""):
+        return True
+    current = existing.get("jsonData") or {}
+    if any(current.get(k) != v for k, v in body["jsonData"].items()):
+        return True
+    stored = existing.get("secureJsonFields") or {}
+    return any(not stored.get(key) for key in body["secureJsonData"])
+
+
+def fingerprint(dashboard: dict[str, Any]) -> str:
+    """A hash of a dashboard's content, without what Grafana adds or our own tag."""
+    content = copy.deepcopy(dashboard)
+    for key in ("id", "version"):
+        content.pop(key, None)
+    content["tags"] = [t for t in content.get("tags", []) if not t.startswith(HASH_TAG)]
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def stamp(dashboard: dict[str, Any]) -> dict[str, Any]:
+    """The dashboard with its fingerprint tag."""
+    stamped = copy.deepcopy(dashboard)
+    stamped["tags"] = [*dashboard.get("tags", []), HASH_TAG + fingerprint(dashboard)]
+    return stamped
+
+
+def _tagged_hash(dashboard: dict[str, Any]) -> str:
+    for tag in dashboard.get("tags", []):
+        if tag.startswith(HASH_TAG):
+            return str(tag[len(HASH_TAG) :])
+    return ""
+
+
+class GrafanaSide:
+    def __init__(
+        self,
+        config: Config,
+        api: str,
+        dry_run: bool,
+        force: bool,
+        client: GrafanaClient | None = None,
+    ) -> None:
+        grafana = config.grafana
+        self.config = config
+        self.api = api
+        self.dry_run = dry_run
+        self.force = force
+        self.client = client or GrafanaClient(
+            grafana.url,
+            token=grafana.token_file.reveal() if grafana.token_file else "",
+            username=grafana.username,
+            password=grafana.password_file.reveal() if grafana.password_file else "",
+            timeout=grafana.timeout,
+        )
+
+    def run(self) -> Iterator[Change]:
+        grafana = self.config.grafana
+        try:
+            health = self.client.wait_healthy(grafana.wait)
+        except GrafanaUnreachableError as exc:
+            raise ProvisionError(
+                f"{exc} (waited {grafana.wait:g}s); start it with: sudo systemctl start "
+                "grafana-server"
+            ) from None
+        yield Change("reached", f"Grafana {health.get('version', '')} at {grafana.url}")
+        try:
+            yield self._datasource()
+            yield self._folder()
+            for dashboard in dashboards.generate(self.config):
+                yield self._dashboard(dashboard)
+        except GrafanaError as exc:
+            raise ProvisionError(str(exc)) from None
+
+    def _datasource(self) -> Change:
+        body = datasource_body(self.config, self.api)
+        uid = body["uid"]
+        subject = f"Grafana data source {body['name']!r} (uid {uid})"
+        existing = self.client.get_datasource(uid)
+        if existing is None:
+            if not self.dry_run:
+                self.client.create_datasource(body)
+            return Change(_would("created", self.dry_run), subject)
+        if existing.get("readOnly"):
+            return Change("kept", subject, "provisioned from a file, read-only in the API")
+        if self.force or _datasource_differs(existing, body):
+            if not self.dry_run:
+                self.client.update_datasource(uid, body)
+            return Change(_would("updated", self.dry_run), subject)
+        return Change("unchanged", subject)
+
+    def _folder(self) -> Change:
+        grafana = self.config.grafana
+        subject = f"Grafana folder {grafana.folder!r}"
+        if self.client.get_folder(grafana.folder_uid) is not None:
+            return Change("unchanged", subject)
+        if not self.dry_run:
+            self.client.create_folder(grafana.folder_uid, grafana.folder)
+        return Change(_would("created", self.dry_run), subject)
+
+    def _dashboard(self, generated: dict[str, Any]) -> Change:
+        uid = generated["uid"]
+        url = f"{self.config.grafana.url.rstrip('/')}/d/{uid}"
+        subject = f"dashboard {generated['title']!r}"
+        new = stamp(generated)
+        existing = self.client.get_dashboard(uid)
+        message = f"pitelemetry provision ({_tagged_hash(new)})"
+        if existing is None:
+            if not self.dry_run:
+                self.client.save_dashboard(new, self.config.grafana.folder_uid, message)
+            return Change(_would("created", self.dry_run), subject, url)
+        current = existing.get("dashboard") or {}
+        edited = fingerprint(current) != _tagged_hash(current)
+        if edited and not self.force:
+            return Change("kept", subject, f"edited in Grafana; --force replaces it: {url}")
+        if not edited and _tagged_hash(current) == _tagged_hash(new):
+            return Change("unchanged", subject, url)
+        if not self.dry_run:
+            self.client.save_dashboard(new, self.config.grafana.folder_uid, message)
+        return Change(_would("updated", self.dry_run), subject, url)
+
+
+# -- files -------------------------------------------------------------------------------
+
+
+def _yaml(value: object) -> str:
+    """A YAML scalar: JSON's quoting is valid YAML."""
+    return json.dumps(value)
+
+
+def write_files_to(
+    config: Config,
+    directory: Path,
+    dashboards_path: str = "/var/lib/grafana/dashboards/pitelemetry",
+) -> list[Path]:
+    """Grafana's provisioning files and the dashboards, for provisioning from disk.
+
+    Secrets are not written: the data source reads them from the environment of
+    grafana-server (``$PITELEMETRY_INFLUXDB_PASSWORD`` or ``..._TOKEN``)."""
+    api = "v1" if config.influxdb.api in ("auto", "v1") else "v2"
+    body = datasource_body(config, api)
+    secure = {
+        key: "$PITELEMETRY_INFLUXDB_PASSWORD"
+        if key == "password"
+        else "Token $PITELEMETRY_INFLUXDB_TOKEN"
+        for key in body["secureJsonData"]
+    }
+    lines = [
+        "# Made by pitelemetry provision --write-files; do not edit, re-run it.",
+        "apiVersion: 1",
+        "datasources:",
+        f"  - name: {_yaml(body['name'])}",
+        "    type: influxdb",
+        "    access: proxy",
+        f"    uid: {_yaml(body['uid'])}",
+        f"    url: {_yaml(body['url'])}",
+        "    editable: false",
+    ]
+    if "user" in body:
+        lines.append(f"    user: {_yaml(body['user'])}")
+    lines.append("    jsonData:")
+    lines.extend(f"      {key}: {_yaml(value)}" for key, value in body["jsonData"].items())
+    if secure:
+        lines.append("    secureJsonData:")
+        lines.extend(f"      {key}: {_yaml(value)}" for key, value in secure.items())
+    grafana = config.grafana
+    provider = [
+        "# Made by pitelemetry provision --write-files; do not edit, re-run it.",
+        "apiVersion: 1",
+        "providers:",
+        '  - name: "pitelemetry"',
+        "    type: file",
+        f"    folder: {_yaml(grafana.folder)}",
+        f"    folderUid: {_yaml(grafana.folder_uid)}",
+        "    allowUiUpdates: true",
+        "    updateIntervalSeconds: 60",
+        "    options:",
+        f"      path: {_yaml(dashboards_path)}",
+    ]
+    written = []
+    targets = {
+        directory / "provisioning" / "datasources" / "pitelemetry.yaml": "\n".join(lines),
+        directory / "provisioning" / "dashboards" / "pitelemetry.yaml": "\n".join(provider),
+    }
+    for dashboard in dashboards.generate(config):
+        path = directory / "dashboards" / f"{dashboard['uid']}.json"
+        targets[path] = json.dumps(stamp(dashboard), indent=2, sort_keys=True)
+    for path, text in targets.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+        written.append(path)
+    return written
+
+
+# -- the command -------------------------------------------------------------------------
+
+
+def detect_api(config: Config) -> str:
+    if config.influxdb.api != "auto":
+        return config.influxdb.api
+    try:
+        return api_for_version(ping(config.influxdb.url, config.influxdb.timeout))
+    except WriteError as exc:
+        raise ProvisionError(f"{exc}; is InfluxDB running? [influxdb] url") from None
+
+
+def grafana_configured(config: Config) -> bool:
+    return bool(config.grafana.token_file or config.grafana.username)
+
+
+def provision(config: Config, *, dry_run: bool = False, force: bool = False) -> Iterator[Change]:
+    """Every step's outcome, in order; raises :class:`ProvisionError` on the first failure
+    (what was done before it stays done, and the next run picks up from there)."""
+    api = detect_api(config)
+    if api == "v1":
+        yield from InfluxV1(config, dry_run).run()
+    else:
+        yield Change(
+            "skipped",
+            "InfluxDB 2.x/3.x bucket",
+            "create it with the influx CLI; automatic setup covers InfluxDB 1.x",
+        )
+    if grafana_configured(config):
+        yield from GrafanaSide(config, api, dry_run, force).run()
+    else:
+        yield Change(
+            "skipped",
+            "Grafana",
+            "set [grafana] token_file (or username and "
+            "password_file) to provision the data source and dashboards",
+        )
