@@ -63,10 +63,24 @@ def _ident(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+_UNITS = {
+    "w": 604800.0,
+    "d": 86400.0,
+    "h": 3600.0,
+    "m": 60.0,
+    "s": 1.0,
+    "ms": 0.001,
+    "u": 1e-6,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ns": 1e-9,
+}
+
+
 def _go_seconds(text: str) -> float:
-    """InfluxDB's ``720h0m0s`` (``0s`` = forever) in seconds."""
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-    return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)(h|ms|us|µs|ns|m|s)", text))
+    """InfluxDB's durations in seconds: ``720h0m0s`` (``0s`` = forever), ``5m``, ``1w``."""
+    pairs = re.findall(r"([\d.]+)(ms|us|µs|ns|u|w|d|h|m|s)", text)
+    return sum(float(number) * _UNITS[unit] for number, unit in pairs)
 
 
 def _days(seconds: float) -> str:
@@ -139,7 +153,7 @@ class InfluxV1:
 
     def _continuous_query(self, database: str, raw: str) -> Change:
         db = _ident(database)
-        every = f"{int(self.influx.downsample_every)}s"
+        every = f"{int(self.influx.downsample_every)}s"  # InfluxDB shows it back as 5m
         statement = (
             f"CREATE CONTINUOUS QUERY {_ident(CQ_NAME)} ON {db} BEGIN SELECT mean(*) INTO "
             f"{db}.{_ident(LONG_RP)}.:MEASUREMENT FROM {db}.{_ident(raw)}./.*/ "
@@ -157,9 +171,9 @@ class InfluxV1:
         if not existing:
             self.change(statement)
             return Change(_would("created", self.dry_run), subject, detail)
-        if f"time({every})" in existing.replace(" ", "") and f".{raw}." in existing.replace(
-            '"', ""
-        ):
+        interval = re.search(r"time\(([^)]+)\)", existing)
+        same_every = interval and _go_seconds(interval.group(1)) == self.influx.downsample_every
+        if same_every and f".{raw}." in existing.replace('"', ""):
             return Change("unchanged", subject, detail)
         self.change(f"DROP CONTINUOUS QUERY {_ident(CQ_NAME)} ON {db}")
         self.change(statement)
