@@ -80,6 +80,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="write Grafana provisioning files and dashboards to DIR instead",
     )
+    prov.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for InfluxDB and Grafana to answer (default: 60)",
+    )
+    prov.add_argument(
+        "--stamp",
+        metavar="FILE",
+        help="do nothing if FILE says this config was provisioned; update FILE after a run",
+    )
     return parser
 
 
@@ -104,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "status":
         return _status(config, as_json=args.json)
     if args.command == "provision":
-        return _provision(config, args.dry_run, args.force, args.write_files)
+        return _provision(config, args)
     handler = {"run": _run, "once": _once, "check": _check}[args.command]
     return handler(config)
 
@@ -141,19 +153,30 @@ def _check(config: Config) -> int:
     return EXIT_OK if ok else EXIT_FAILURE
 
 
-def _provision(config: Config, dry_run: bool, force: bool, write_files: str | None) -> int:
+def _provision(config: Config, args: argparse.Namespace) -> int:
     from pathlib import Path  # noqa: PLC0415
 
-    from pitelemetry.provision import ProvisionError, provision, write_files_to  # noqa: PLC0415
+    from pitelemetry.provision import (  # noqa: PLC0415
+        ProvisionError,
+        config_fingerprint,
+        provision,
+        write_files_to,
+    )
 
-    if write_files:
-        for path in write_files_to(config, Path(write_files)):
+    if args.write_files:
+        for path in write_files_to(config, Path(args.write_files)):
             print(f"wrote          {path}")
+        return EXIT_OK
+    dry_run = args.dry_run
+    stamp = Path(args.stamp) if args.stamp else None
+    fingerprint = config_fingerprint(config)
+    if stamp and not args.force and stamp.exists() and stamp.read_text().strip() == fingerprint:
+        print(f"unchanged      nothing changed since the last provision ({stamp})")
         return EXIT_OK
     counts: dict[str, int] = {}
     urls = []
     try:
-        for change in provision(config, dry_run=dry_run, force=force):
+        for change in provision(config, dry_run=dry_run, force=args.force, wait=args.wait):
             print(change.render())
             counts[change.action] = counts.get(change.action, 0) + 1
             if change.subject.startswith("dashboard") and "/d/" in change.detail:
@@ -161,6 +184,8 @@ def _provision(config: Config, dry_run: bool, force: bool, write_files: str | No
     except ProvisionError as exc:
         print(f"pitelemetry provision: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    if stamp and not dry_run:
+        stamp.write_text(fingerprint + "\n")
     summary = ", ".join(f"{count} {action}" for action, count in counts.items())
     print(f"\n{'dry run: ' if dry_run else ''}{summary}")
     for url in urls:

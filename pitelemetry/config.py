@@ -144,7 +144,6 @@ class GrafanaConfig:
     datasource_name: str = "pitelemetry InfluxDB"
     datasource_uid: str = "pitelemetry-influxdb"
     timeout: Duration = Duration(10.0)
-    wait: Duration = Duration(60.0)  # how long provision waits for Grafana to be healthy
 
 
 @dataclass(frozen=True)
@@ -294,6 +293,8 @@ class _Parser:
             except OSError as exc:
                 problem = f"cannot read secret file {candidate}: {exc.strerror}"
                 raise self.error(key, problem) from None
+            if not text.strip():
+                raise self.error(key, f"secret file {candidate} is empty")
             return Secret(text.strip(), str(candidate))
         looked = " or ".join(str(c) for c in candidates)
         raise self.error(key, f"secret file not found: {looked}")
@@ -304,7 +305,10 @@ class _Parser:
         if not credential or not directory:
             return None
         path = Path(directory) / credential
-        if not path.exists():
+        try:
+            if not path.read_text(encoding="utf-8").strip():
+                return None  # install.sh's empty placeholder: not configured
+        except OSError:
             return None
         return self.secret(str(path), f"{where}.{name}")
 

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pitelemetry import dashboards, influxql
+from pitelemetry import __version__, dashboards, influxql
 from pitelemetry.config import Config
 from pitelemetry.grafana import GrafanaClient, GrafanaError, GrafanaUnreachableError
-from pitelemetry.writer import AuthError, WriteError, api_for_version, ping
+from pitelemetry.writer import AuthError, WriteError, api_for_version, wait_for
 
 CQ_NAME = "pitelemetry_downsample"
 LONG_RP = "downsampled"
@@ -256,12 +256,15 @@ class GrafanaSide:
     def __init__(
         self,
         config: Config,
+        *,
         api: str,
         dry_run: bool,
         force: bool,
+        wait: float,
         client: GrafanaClient | None = None,
     ) -> None:
         grafana = config.grafana
+        self.wait = wait
         self.config = config
         self.api = api
         self.dry_run = dry_run
@@ -277,11 +280,10 @@ class GrafanaSide:
     def run(self) -> Iterator[Change]:
         grafana = self.config.grafana
         try:
-            health = self.client.wait_healthy(grafana.wait)
+            health = self.client.wait_healthy(self.wait)
         except GrafanaUnreachableError as exc:
             raise ProvisionError(
-                f"{exc} (waited {grafana.wait:g}s); start it with: sudo systemctl start "
-                "grafana-server"
+                f"{exc} (waited {self.wait:g}s); start it with: sudo systemctl start grafana-server"
             ) from None
         yield Change("reached", f"Grafana {health.get('version', '')} at {grafana.url}")
         try:
@@ -415,23 +417,43 @@ def write_files_to(
 # -- the command -------------------------------------------------------------------------
 
 
-def detect_api(config: Config) -> str:
-    if config.influxdb.api != "auto":
-        return config.influxdb.api
+def config_fingerprint(config: Config) -> str:
+    """A hash of what provisioning depends on: the config file, the secrets, the version.
+    Secrets enter only hashed; the stamp file never holds them."""
+    digest = hashlib.sha256(Path(config.path).read_bytes())
+    for secret in (
+        config.influxdb.password_file,
+        config.influxdb.token_file,
+        config.grafana.token_file,
+        config.grafana.password_file,
+    ):
+        digest.update(b"\0" + (secret.reveal().encode() if secret else b""))
+    digest.update(__version__.encode())
+    return digest.hexdigest()
+
+
+def detect_api(config: Config, wait: float) -> str:
+    """Wait (at most ``wait`` seconds) for InfluxDB to answer ``/ping``; its API."""
     try:
-        return api_for_version(ping(config.influxdb.url, config.influxdb.timeout))
+        version = wait_for(config.influxdb.url, wait)
     except WriteError as exc:
-        raise ProvisionError(f"{exc}; is InfluxDB running? [influxdb] url") from None
+        raise ProvisionError(
+            f"{exc} (waited {wait:g}s); is InfluxDB running? [influxdb] url"
+        ) from None
+    return api_for_version(version) if config.influxdb.api == "auto" else config.influxdb.api
 
 
 def grafana_configured(config: Config) -> bool:
     return bool(config.grafana.token_file or config.grafana.username)
 
 
-def provision(config: Config, *, dry_run: bool = False, force: bool = False) -> Iterator[Change]:
+def provision(
+    config: Config, *, dry_run: bool = False, force: bool = False, wait: float = 60.0
+) -> Iterator[Change]:
     """Every step's outcome, in order; raises :class:`ProvisionError` on the first failure
-    (what was done before it stays done, and the next run picks up from there)."""
-    api = detect_api(config)
+    (what was done before it stays done, and the next run picks up from there). Waits up
+    to ``wait`` seconds for each of InfluxDB and Grafana to answer."""
+    api = detect_api(config, wait)
     if api == "v1":
         yield from InfluxV1(config, dry_run).run()
     else:
@@ -441,7 +463,7 @@ def provision(config: Config, *, dry_run: bool = False, force: bool = False) -> 
             "create it with the influx CLI; automatic setup covers InfluxDB 1.x",
         )
     if grafana_configured(config):
-        yield from GrafanaSide(config, api, dry_run, force).run()
+        yield from GrafanaSide(config, api=api, dry_run=dry_run, force=force, wait=wait).run()
     else:
         yield Change(
             "skipped",

@@ -47,7 +47,6 @@ database = "{database}"
 [grafana]
 url = "{grafana_url}"
 token_file = "{tmp_path}/grafana.token"
-wait = "3s"
 
 [[inputs.system]]
 [[inputs.ds18b20]]
@@ -107,11 +106,11 @@ def test_provision_twice_the_second_run_changes_nothing(
     database = "provtwice"
     config = make_config(tmp_path, influxdb.url, database, grafana.url)
     try:
-        first = list(provision(config))
+        first = list(provision(config, wait=3))
         assert actions(first)["InfluxDB database 'provtwice'"] == "created"
         assert {c.action for c in first if c.subject.startswith("dashboard")} == {"created"}
         writes = len(grafana.writes())
-        second = list(provision(config))
+        second = list(provision(config, wait=3))
         assert {c.action for c in second} == {"unchanged", "reached"}
         assert len(grafana.writes()) == writes  # no request that changes anything
         versions = {uid: r["dashboard"]["version"] for uid, r in grafana.state.dashboards.items()}
@@ -128,7 +127,7 @@ def test_provision_twice_the_second_run_changes_nothing(
 
 def test_dry_run_changes_nothing(tmp_path: Path, influxdb: InfluxDB1, grafana: FakeGrafana) -> None:
     config = make_config(tmp_path, influxdb.url, "provdry", grafana.url)
-    changes = list(provision(config, dry_run=True))
+    changes = list(provision(config, wait=3, dry_run=True))
     assert actions(changes)["InfluxDB database 'provdry'"] == "would create"
     assert {c.action for c in changes if "dashboard" in c.subject} == {"would create"}
     assert grafana.writes() == []
@@ -141,13 +140,15 @@ def test_a_dashboard_edited_in_grafana_is_kept_unless_forced(
 ) -> None:
     config = make_config(tmp_path, influxdb.url, "provedit", grafana.url)
     try:
-        list(provision(config))
+        list(provision(config, wait=3))
         grafana.edit_dashboard("pitelemetry-home", "My home")
-        kept = [c for c in provision(config) if c.subject == "dashboard 'Home'"]
+        kept = [c for c in provision(config, wait=3) if c.subject == "dashboard 'Home'"]
         assert kept[0].action == "kept"
         assert "edited in Grafana" in kept[0].detail
         assert grafana.state.dashboards["pitelemetry-home"]["dashboard"]["title"] == "My home"
-        forced = [c for c in provision(config, force=True) if c.subject == "dashboard 'Home'"]
+        forced = [
+            c for c in provision(config, wait=3, force=True) if c.subject == "dashboard 'Home'"
+        ]
         assert forced[0].action == "updated"
         assert grafana.state.dashboards["pitelemetry-home"]["dashboard"]["title"] == "Home"
     finally:
@@ -159,11 +160,11 @@ def test_a_changed_config_updates_only_what_changed(
 ) -> None:
     config = make_config(tmp_path, influxdb.url, "provchange", grafana.url)
     try:
-        list(provision(config))
+        list(provision(config, wait=3))
         changed = make_config(
             tmp_path, influxdb.url, "provchange", grafana.url, extra='retention = "60d"'
         )
-        result = actions(list(provision(changed)))
+        result = actions(list(provision(changed, wait=3)))
         assert result["retention policy 'raw'"] == "updated"
         assert result["dashboard 'Home'"] == "unchanged"
         rps = {
@@ -180,9 +181,11 @@ def test_a_file_provisioned_data_source_is_left_alone(
 ) -> None:
     config = make_config(tmp_path, influxdb.url, "provro", grafana.url)
     try:
-        list(provision(config))
+        list(provision(config, wait=3))
         grafana.state.datasources["pitelemetry-influxdb"]["readOnly"] = True
-        source = next(c for c in provision(config, force=True) if "data source" in c.subject)
+        source = next(
+            c for c in provision(config, wait=3, force=True) if "data source" in c.subject
+        )
         assert (source.action, source.detail) == (
             "kept",
             "provisioned from a file, read-only in the API",
@@ -198,7 +201,7 @@ def test_grafana_still_starting_is_waited_for(
     threading.Timer(1.0, lambda: setattr(grafana.state, "starting", False)).start()
     config = make_config(tmp_path, influxdb.url, "provwait", grafana.url)
     try:
-        changes = list(provision(config))
+        changes = list(provision(config, wait=3))
         assert any(c.action == "reached" for c in changes)
     finally:
         influxdb.drop_database("provwait")
@@ -226,8 +229,8 @@ def test_failures_name_what_failed_and_how_to_fix_it(
     config = make_config(tmp_path, influx_url, "provfail", grafana_url, token=token)
     try:
         with pytest.raises(ProvisionError, match=re.escape(message)):
-            list(provision(config))
-        assert main(["provision", "--config", config.path]) == 1
+            list(provision(config, wait=3))
+        assert main(["provision", "--config", config.path, "--wait", "3"]) == 1
         assert message in capsys.readouterr().err
     finally:
         if problem != "influxdb down":
@@ -236,7 +239,7 @@ def test_failures_name_what_failed_and_how_to_fix_it(
     if problem == "bad token":
         good = make_config(tmp_path, influx_url, "provfail", grafana_url)
         try:
-            assert "created" in {c.action for c in provision(good)}
+            assert "created" in {c.action for c in provision(good, wait=3)}
         finally:
             influxdb.drop_database("provfail")
 
@@ -266,7 +269,7 @@ def test_retention_policies_and_a_downsampled_point(
         tmp_path, influxdb.url, "provcq", grafana.url, extra='downsample_every = "2s"'
     )
     try:
-        list(provision(config))
+        list(provision(config, wait=3))
         rps = {r["name"]: r for r in influxdb.rows('SHOW RETENTION POLICIES ON "provcq"', "")}
         assert rps["raw"]["duration"] == "720h0m0s"
         assert rps["raw"]["default"] is True
@@ -345,3 +348,21 @@ def test_the_grafana_folder_matches_the_example_config(tmp_path: Path) -> None:
             f"grafana/{path.relative_to(tmp_path)} is stale: run "
             "pitelemetry provision -c examples/pitelemetry.toml --write-files grafana"
         )
+
+
+def test_the_stamp_skips_an_unchanged_config(
+    tmp_path: Path, influxdb: InfluxDB1, grafana: FakeGrafana, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(tmp_path, influxdb.url, "provstamp", grafana.url)
+    stamp = tmp_path / "provisioned"
+    command = ["provision", "--config", config.path, "--stamp", str(stamp), "--wait", "3"]
+    try:
+        assert main(command) == 0
+        writes = len(grafana.writes())
+        assert main(command) == 0
+        assert "nothing changed since the last provision" in capsys.readouterr().out
+        assert len(grafana.writes()) == writes
+        (tmp_path / "grafana.token").write_text("glsa_rotated")  # a secret changed
+        assert main(command) == 1  # so it runs again (and this token is refused)
+    finally:
+        influxdb.drop_database("provstamp")
