@@ -135,6 +135,12 @@ say "service user pitelemetry"
 install -D -m0644 /dev/stdin "$SYSUSERS" <<'EOF'
 # The pitelemetry collector's service user: no home, no login shell.
 u pitelemetry - "pitelemetry telemetry collector" - -
+# The unit's SupplementaryGroups= need these groups to exist. Raspberry Pi OS has them;
+# on plain Debian they are created empty, which grants nothing.
+g gpio - -
+g i2c - -
+g spi - -
+g video - -
 EOF
 systemd-sysusers "$SYSUSERS"
 for group in "${HARDWARE_GROUPS[@]}"; do

@@ -1,0 +1,181 @@
+"""Runs inside a booted Debian container (stdlib only): installs pitelemetry with
+install.sh and checks what a Pi owner relies on. Writes its findings as JSON for the
+test on the host to assert on. The phase to run is in /root/boot-phase.
+
+Phase "install" (first boot): install.sh; the user, the service, points in the
+container's InfluxDB, permissions; install.sh again keeps a config edit.
+Phase "reboot" (second boot): the service came back by itself and writes; a SIGSTOP-ed
+daemon is restarted by the watchdog; --uninstall leaves no unit behind.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import pwd
+import stat
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+SOURCE = Path("/root/pitelemetry")
+RESULTS: list[dict[str, object]] = []
+
+
+def check(name: str, ok: bool, detail: object = "") -> bool:
+    RESULTS.append({"name": name, "ok": bool(ok), "detail": str(detail)[-2000:]})
+    return bool(ok)
+
+
+def run(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+def show(prop: str) -> str:
+    return run("systemctl", "show", "-p", prop, "--value", "pitelemetry").stdout.strip()
+
+
+def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return True
+        except Exception:  # noqa: BLE001 - keep polling while things start
+            pass
+        time.sleep(1)
+    return False
+
+
+def points() -> int:
+    query = urllib.parse.urlencode({"db": "pitelemetry", "q": "SELECT count(load1) FROM system"})
+    with urllib.request.urlopen(f"http://127.0.0.1:8086/query?{query}", timeout=5) as answer:
+        series = json.load(answer)["results"][0].get("series") or []
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+def mode_owner(path: str) -> tuple[str, str, str]:
+    info = Path(path).stat()
+    return (
+        oct(stat.S_IMODE(info.st_mode)),
+        pwd.getpwuid(info.st_uid).pw_name,
+        grp.getgrgid(info.st_gid).gr_name,
+    )
+
+
+def phase_install() -> None:
+    done = run("bash", str(SOURCE / "install.sh"))
+    journal = run("journalctl", "-u", "pitelemetry", "-n", "30", "--no-pager").stdout
+    if not check("install.sh exits 0", done.returncode == 0, done.stdout + done.stderr + journal):
+        return
+    user = pwd.getpwnam("pitelemetry")
+    check("user pitelemetry has no login shell", user.pw_shell.endswith("nologin"), user)
+    check(
+        "pitelemetry.service is active",
+        wait_until(lambda: show("ActiveState") == "active", 60),
+        show("ActiveState"),
+    )
+    pid = show("MainPID")
+    owner = ""
+    if pid and pid != "0":
+        uid = int(Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[0])
+        owner = pwd.getpwuid(uid).pw_name
+    check("the daemon runs as pitelemetry", owner == "pitelemetry", owner)
+    check(
+        "points from the system input reach InfluxDB",
+        wait_until(lambda: points() > 0, 180),
+        run(
+            "journalctl",
+            "-u",
+            "pitelemetry",
+            "-u",
+            "pitelemetry-provision",
+            "-n",
+            "40",
+            "--no-pager",
+        ).stdout,
+    )
+    check(
+        "/etc/pitelemetry is 0750 root:pitelemetry",
+        mode_owner("/etc/pitelemetry") == ("0o750", "root", "pitelemetry"),
+        mode_owner("/etc/pitelemetry"),
+    )
+    config = "/etc/pitelemetry/pitelemetry.toml"
+    check(
+        "the config is 0640 root:pitelemetry",
+        mode_owner(config) == ("0o640", "root", "pitelemetry"),
+        mode_owner(config),
+    )
+    check(
+        "/etc/credstore is 0700 root",
+        mode_owner("/etc/credstore")[:2] == ("0o700", "root"),
+        mode_owner("/etc/credstore"),
+    )
+    token = "/etc/credstore/grafana.token"
+    check("secrets are 0600 root", mode_owner(token)[:2] == ("0o600", "root"), mode_owner(token))
+    with Path(config).open("a") as handle:
+        handle.write("\n# a line the user added\n")
+    again = run("bash", str(SOURCE / "install.sh"))
+    check("install.sh runs again", again.returncode == 0, again.stdout + again.stderr)
+    check(
+        "a second install.sh keeps the user's config",
+        "# a line the user added" in Path(config).read_text(),
+    )
+    check(
+        "the service is active after the upgrade",
+        wait_until(lambda: show("ActiveState") == "active", 60),
+        show("ActiveState"),
+    )
+    Path("/root/points-before-reboot").write_text(str(points()))
+
+
+def phase_reboot() -> None:
+    check(
+        "pitelemetry.service is active after a reboot",
+        wait_until(lambda: show("ActiveState") == "active", 60),
+        show("ActiveState"),
+    )
+    before = int(Path("/root/points-before-reboot").read_text())
+    check(
+        "it keeps writing after the reboot",
+        wait_until(lambda: points() > before + 3, 120),
+        f"{before} -> {points()}",
+    )
+    dropin = Path("/etc/systemd/system/pitelemetry.service.d/watchdog.conf")
+    dropin.parent.mkdir(parents=True, exist_ok=True)
+    dropin.write_text("[Service]\nWatchdogSec=5s\n")
+    run("systemctl", "daemon-reload")
+    run("systemctl", "restart", "pitelemetry")
+    wait_until(lambda: show("ActiveState") == "active", 60)
+    first = show("MainPID")
+    run("systemctl", "kill", "-s", "SIGSTOP", "pitelemetry")
+    check(
+        "the watchdog restarts a hung daemon",
+        wait_until(
+            lambda: show("MainPID") not in ("0", first) and show("ActiveState") == "active", 60
+        ),
+        f"pid {first} -> {show('MainPID')}, restarts {show('NRestarts')}",
+    )
+    dropin.unlink()
+    run("systemctl", "daemon-reload")
+    done = run("bash", str(SOURCE / "install.sh"), "--uninstall")
+    check("install.sh --uninstall exits 0", done.returncode == 0, done.stdout + done.stderr)
+    left = run("systemctl", "list-unit-files", "pitelemetry*", "--no-legend").stdout.strip()
+    check("--uninstall leaves no unit behind", left == "", left)
+    check("--uninstall keeps the config", Path("/etc/pitelemetry/pitelemetry.toml").exists())
+
+
+def main() -> None:
+    phase = Path("/root/boot-phase").read_text().strip()
+    try:
+        {"install": phase_install, "reboot": phase_reboot}[phase]()
+    except Exception as exc:  # noqa: BLE001 - reported to the host as a failed check
+        check(f"phase {phase} ran to the end", False, repr(exc))
+    Path(f"/root/boot-{phase}.json").write_text(json.dumps(RESULTS, indent=1))
+
+
+if __name__ == "__main__":
+    main()
