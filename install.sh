@@ -159,6 +159,9 @@ if [[ ! -x $VENV/bin/python ]] \
     python3 -m venv --system-site-packages "$VENV"
 fi
 say "installing the package into $VENV"
+# Debian 13's pip 25.1 crashes on a dependency marker in this venv (InvalidVersion: '');
+# a current pip does not.
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$SOURCE"
 install -m0644 "$SOURCE/README.md" "$PREFIX/README.md"
 
