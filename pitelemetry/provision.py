@@ -21,6 +21,7 @@ import copy
 import hashlib
 import json
 import re
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,6 +182,181 @@ class InfluxV1:
 
     def _database_exists(self, database: str) -> bool:
         return database in {r["name"] for r in influxql.rows(self.query("SHOW DATABASES")[0])}
+
+
+# -- InfluxDB 2.x and 3.x ----------------------------------------------------------------
+
+TASK_NAME = "pitelemetry downsample"
+
+
+class _Api:
+    """``requests`` against InfluxDB's management API with the configured token."""
+
+    def __init__(self, config: Config) -> None:
+        import requests  # noqa: PLC0415 - only provision needs it
+
+        influx = config.influxdb
+        self.url = influx.url.rstrip("/")
+        self.timeout = influx.timeout
+        self.session = requests.Session()
+        token = influx.token_file.reveal() if influx.token_file else ""
+        self.session.headers["Authorization"] = f"Token {token}"
+        self._requests = requests
+
+    def call(
+        self, method: str, path: str, body: object = None, ok: tuple[int, ...] = (200, 201)
+    ) -> Any:
+        try:
+            response = self.session.request(
+                method, self.url + path, json=body, timeout=self.timeout
+            )
+        except self._requests.RequestException as exc:
+            raise ProvisionError(f"cannot reach InfluxDB at {self.url}: {exc}") from None
+        if response.status_code in (401, 403):
+            raise ProvisionError(
+                f"InfluxDB refused {method} {path} ({response.status_code}): provisioning needs "
+                "an operator or all-access token in [influxdb] token_file"
+            )
+        if response.status_code not in ok:
+            raise ProvisionError(
+                f"InfluxDB answered {method} {path} with {response.status_code}: "
+                f"{response.text[:300]}"
+            )
+        return response.json() if response.content else None
+
+
+class InfluxV2:
+    """InfluxDB 2.x: the bucket and a downsampled bucket with retention, a DBRP mapping so
+    the InfluxQL dashboards find the bucket as ``database``/``raw``, and a task that
+    writes ``downsample_every`` means of numeric fields into the downsampled bucket."""
+
+    def __init__(self, config: Config, dry_run: bool) -> None:
+        self.influx = config.influxdb
+        self.dry_run = dry_run
+        self.api = _Api(config)
+
+    def run(self) -> Iterator[Change]:
+        org_name = self.influx.org
+        found = self.api.call("GET", f"/api/v2/orgs?{_query(org=org_name)}", ok=(200, 404))
+        orgs = found.get("orgs") or []
+        if not orgs:
+            raise ProvisionError(f"InfluxDB has no organization {org_name!r}: [influxdb] org")
+        org = orgs[0]["id"]
+        name = self.influx.bucket or self.influx.database
+        raw, change = self._bucket(org, name, self.influx.retention)
+        yield change
+        _, change = self._bucket(org, f"{name}_downsampled", self.influx.long_retention)
+        yield change
+        yield self._dbrp(org, raw)
+        yield self._task(org, name)
+
+    def _bucket(self, org: str, name: str, seconds: float) -> tuple[str, Change]:
+        rules = [{"type": "expire", "everySeconds": int(seconds)}]
+        subject = f"InfluxDB bucket {name!r}"
+        found = self.api.call(
+            "GET", f"/api/v2/buckets?{_query(orgID=org, name=name)}", ok=(200, 404)
+        )
+        buckets = found.get("buckets") or []
+        if not buckets:
+            if self.dry_run:
+                return "", Change("would create", subject, _days(seconds))
+            made = self.api.call(
+                "POST", "/api/v2/buckets", {"orgID": org, "name": name, "retentionRules": rules}
+            )
+            return str(made["id"]), Change("created", subject, _days(seconds))
+        bucket = buckets[0]
+        current = [r.get("everySeconds") for r in bucket.get("retentionRules") or []]
+        if current != [int(seconds)]:
+            if not self.dry_run:
+                self.api.call("PATCH", f"/api/v2/buckets/{bucket['id']}", {"retentionRules": rules})
+            return str(bucket["id"]), Change(
+                _would("updated", self.dry_run), subject, _days(seconds)
+            )
+        return str(bucket["id"]), Change("unchanged", subject, _days(seconds))
+
+    def _dbrp(self, org: str, bucket: str) -> Change:
+        database = self.influx.database
+        subject = f"DBRP mapping {database!r}/raw"
+        found = self.api.call("GET", f"/api/v2/dbrps?{_query(orgID=org, db=database)}")
+        if any(m.get("retention_policy") == "raw" for m in found.get("content") or []):
+            return Change("unchanged", subject)
+        if not self.dry_run:
+            self.api.call(
+                "POST",
+                "/api/v2/dbrps",
+                {
+                    "orgID": org,
+                    "bucketID": bucket,
+                    "database": database,
+                    "retention_policy": "raw",
+                    "default": True,
+                },
+            )
+        return Change(_would("created", self.dry_run), subject)
+
+    def _task(self, org: str, bucket: str) -> Change:
+        every = f"{int(self.influx.downsample_every)}s"
+        flux = (
+            'import "types"\n'
+            f'option task = {{name: "{TASK_NAME}", every: {every}}}\n'
+            f'from(bucket: "{bucket}")\n'
+            "  |> range(start: -task.every)\n"
+            "  |> filter(fn: (r) => types.isNumeric(v: r._value))\n"
+            "  |> aggregateWindow(every: task.every, fn: mean, createEmpty: false)\n"
+            f'  |> to(bucket: "{bucket}_downsampled")\n'
+        )
+        subject = f"InfluxDB task {TASK_NAME!r}"
+        found = self.api.call("GET", f"/api/v2/tasks?{_query(orgID=org, name=TASK_NAME)}")
+        tasks = found.get("tasks") or []
+        if not tasks:
+            if not self.dry_run:
+                self.api.call(
+                    "POST",
+                    "/api/v2/tasks",
+                    {
+                        "orgID": org,
+                        "flux": flux,
+                        "status": "active",
+                        "description": "pitelemetry: means into the downsampled bucket",
+                    },
+                )
+            return Change(_would("created", self.dry_run), subject, f"every {every}")
+        if tasks[0].get("flux") != flux:
+            if not self.dry_run:
+                self.api.call("PATCH", f"/api/v2/tasks/{tasks[0]['id']}", {"flux": flux})
+            return Change(_would("updated", self.dry_run), subject, f"every {every}")
+        return Change("unchanged", subject, f"every {every}")
+
+
+class InfluxV3:
+    """InfluxDB 3 Core: the database, with the raw retention (fixed once created)."""
+
+    def __init__(self, config: Config, dry_run: bool) -> None:
+        self.influx = config.influxdb
+        self.dry_run = dry_run
+        self.api = _Api(config)
+
+    def run(self) -> Iterator[Change]:
+        database = self.influx.database
+        subject = f"InfluxDB database {database!r}"
+        listed = self.api.call("GET", "/api/v3/configure/database?format=json") or []
+        if any(database in entry.values() for entry in listed):
+            yield Change("unchanged", subject, "3.x fixes the retention when it creates one")
+            return
+        if not self.dry_run:
+            self.api.call(
+                "POST",
+                "/api/v3/configure/database",
+                {
+                    "db": database,
+                    "retention_period": f"{int(self.influx.retention // 86400)}d",
+                },
+            )
+        yield Change(_would("created", self.dry_run), subject, _days(self.influx.retention))
+
+
+def _query(**params: str) -> str:
+    return urllib.parse.urlencode(params)
 
 
 # -- Grafana -----------------------------------------------------------------------------
@@ -432,15 +608,14 @@ def config_fingerprint(config: Config) -> str:
     return digest.hexdigest()
 
 
-def detect_api(config: Config, wait: float) -> str:
-    """Wait (at most ``wait`` seconds) for InfluxDB to answer ``/ping``; its API."""
+def detect_version(config: Config, wait: float) -> str:
+    """Wait (at most ``wait`` seconds) for InfluxDB to answer ``/ping``; its version."""
     try:
-        version = wait_for(config.influxdb.url, wait)
+        return wait_for(config.influxdb.url, wait)
     except WriteError as exc:
         raise ProvisionError(
             f"{exc} (waited {wait:g}s); is InfluxDB running? [influxdb] url"
         ) from None
-    return api_for_version(version) if config.influxdb.api == "auto" else config.influxdb.api
 
 
 def grafana_configured(config: Config) -> bool:
@@ -453,15 +628,15 @@ def provision(
     """Every step's outcome, in order; raises :class:`ProvisionError` on the first failure
     (what was done before it stays done, and the next run picks up from there). Waits up
     to ``wait`` seconds for each of InfluxDB and Grafana to answer."""
-    api = detect_api(config, wait)
-    if api == "v1":
-        yield from InfluxV1(config, dry_run).run()
+    version = detect_version(config, wait)
+    api = api_for_version(version) if config.influxdb.api == "auto" else config.influxdb.api
+    major = version.lstrip("vV")[:1]
+    if major == "3":
+        yield from InfluxV3(config, dry_run).run()
+    elif api == "v2":
+        yield from InfluxV2(config, dry_run).run()
     else:
-        yield Change(
-            "skipped",
-            "InfluxDB 2.x/3.x bucket",
-            "create it with the influx CLI; automatic setup covers InfluxDB 1.x",
-        )
+        yield from InfluxV1(config, dry_run).run()
     if grafana_configured(config):
         yield from GrafanaSide(config, api=api, dry_run=dry_run, force=force, wait=wait).run()
     else:

@@ -19,6 +19,8 @@ from pitelemetry.config import Config, load
 from pitelemetry.provision import Change, ProvisionError, provision, write_files_to
 from tests.conftest import ROOT
 from tests.fake_grafana import TOKEN, FakeGrafana
+from tests.fake_influx import TOKEN as INFLUX_TOKEN
+from tests.fake_influx import FakeInflux
 from tests.servers import InfluxDB1, free_port
 
 
@@ -366,3 +368,79 @@ def test_the_stamp_skips_an_unchanged_config(
         assert main(command) == 1  # so it runs again (and this token is refused)
     finally:
         influxdb.drop_database("provstamp")
+
+
+# -- InfluxDB 2.x and 3 Core, against recorded API contracts ------------------------------
+
+
+def v2_config(tmp_path: Path, influx: FakeInflux, grafana_url: str, extra: str = "") -> Config:
+    (tmp_path / "influx.token").write_text(INFLUX_TOKEN)
+    (tmp_path / "grafana.token").write_text(TOKEN)
+    path = tmp_path / "v2.toml"
+    path.write_text(f"""
+[influxdb]
+url = "{influx.url}"
+org = "home"
+bucket = "pi"
+database = "pi"
+token_file = "{tmp_path}/influx.token"
+{extra}
+[grafana]
+url = "{grafana_url}"
+token_file = "{tmp_path}/grafana.token"
+[[inputs.system]]
+""")
+    return load(path, environ={})
+
+
+def test_influxdb_2_bucket_dbrp_and_task_idempotent(tmp_path: Path, grafana: FakeGrafana) -> None:
+    with FakeInflux("v2.7.11") as influx:
+        config = v2_config(tmp_path, influx, grafana.url)
+        first = actions(list(provision(config, wait=3)))
+        assert first["InfluxDB bucket 'pi'"] == "created"
+        assert first["InfluxDB bucket 'pi_downsampled'"] == "created"
+        assert first["DBRP mapping 'pi'/raw"] == "created"
+        assert first["InfluxDB task 'pitelemetry downsample'"] == "created"
+        raw = next(b for b in influx.buckets.values() if b["name"] == "pi")
+        assert raw["retentionRules"] == [{"type": "expire", "everySeconds": 30 * 86400}]
+        [mapping] = influx.dbrps
+        assert (
+            mapping["bucketID"],
+            mapping["database"],
+            mapping["retention_policy"],
+            mapping["default"],
+        ) == (raw["id"], "pi", "raw", True)
+        [task] = influx.tasks.values()
+        assert 'to(bucket: "pi_downsampled")' in task["flux"]
+        assert "every: 300s" in task["flux"]
+        source = grafana.state.datasources["pitelemetry-influxdb"]
+        assert source["jsonData"]["httpHeaderName1"] == "Authorization"
+        assert source["secureJsonData"]["httpHeaderValue1"] == f"Token {INFLUX_TOKEN}"
+        writes = len(influx.writes())
+        second = list(provision(config, wait=3))
+        assert {c.action for c in second} == {"unchanged", "reached"}
+        assert len(influx.writes()) == writes
+        longer = v2_config(tmp_path, influx, grafana.url, 'retention = "90d"')
+        third = actions(list(provision(longer, wait=3)))
+        assert third["InfluxDB bucket 'pi'"] == "updated"
+        assert raw["retentionRules"] == [{"type": "expire", "everySeconds": 90 * 86400}]
+
+
+def test_influxdb_2_wrong_org_or_token_is_named(tmp_path: Path, grafana: FakeGrafana) -> None:
+    with FakeInflux("v2.7.11", org="elsewhere") as influx:
+        config = v2_config(tmp_path, influx, grafana.url)
+        with pytest.raises(ProvisionError, match="no organization 'home'"):
+            list(provision(config, wait=3))
+        (tmp_path / "influx.token").write_text("wrong")
+        with pytest.raises(ProvisionError, match="needs an operator or all-access token"):
+            list(provision(load(config.path, environ={}), wait=3))
+
+
+def test_influxdb_3_core_database(tmp_path: Path, grafana: FakeGrafana) -> None:
+    with FakeInflux("3.0.1") as influx:
+        config = v2_config(tmp_path, influx, grafana.url)
+        first = actions(list(provision(config, wait=3)))
+        assert first["InfluxDB database 'pi'"] == "created"
+        assert influx.databases == {"pi": "30d"}
+        second = actions(list(provision(config, wait=3)))
+        assert second["InfluxDB database 'pi'"] == "unchanged"
