@@ -73,8 +73,8 @@ def _check_inputs(config: Config) -> Iterator[CheckResult]:
         yield CheckResult("inputs", False, "no [[inputs.*]] configured: nothing to collect")
         return
 
-    def discard(lines: list[str], mark: object) -> None:
-        del lines, mark  # check only counts points (InputStats.points)
+    def discard(lines: list[str], mark: object, on_durable: object = None) -> None:
+        del lines, mark, on_durable  # check only counts points (InputStats.points)
 
     try:
         running = build_inputs(config)

@@ -131,8 +131,8 @@ def _once(config: Config) -> int:
     from pitelemetry.agent import build_inputs  # noqa: PLC0415
     from pitelemetry.collector import Collector  # noqa: PLC0415
 
-    def emit(lines: list[str], mark: object) -> None:
-        del mark  # printed as stamped, clock set or not
+    def emit(lines: list[str], mark: object, on_durable: object = None) -> None:
+        del mark, on_durable  # printed as stamped, clock set or not
         sys.stdout.write("\n".join(lines) + "\n")
 
     collector = Collector(build_inputs(config), emit)

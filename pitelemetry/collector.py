@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import schedule
 
@@ -37,6 +38,15 @@ from pitelemetry.point import LineEncoder, Point, PointError
 log = logging.getLogger(__name__)
 
 MAX_WORKERS = 16
+Durable = Callable[[], None]
+
+
+class Sink(Protocol):
+    def __call__(
+        self, lines: list[str], mark: ClockMark | None, on_durable: Durable | None = None
+    ) -> None: ...
+
+
 CHUNK_LINES = 1000
 
 
@@ -104,7 +114,7 @@ class Collector:
     def __init__(
         self,
         inputs: Sequence[RunningInput],
-        sink: Callable[[list[str], ClockMark | None], None],
+        sink: Sink,
         *,
         clock: Clock | None = None,
         monotonic: Callable[[], float] = time.monotonic,
@@ -163,8 +173,11 @@ class Collector:
                     f"{running.config.timeout:g}s (timeout); skipping it until it returns",
                 )
 
-    def _emit(self, running: RunningInput, points: list[Point]) -> None:
-        """Points an input reports between collections (a door opening), from any thread."""
+    def _emit(
+        self, running: RunningInput, points: list[Point], on_durable: Durable | None = None
+    ) -> None:
+        """Points an input reports between collections (a door opening, an MQTT
+        message), from any thread. ``on_durable`` runs once they are safe."""
         mark = None if self._clock.trusted() else self._clock.mark()
         stamp = self._clock.time_ns()
         lines = []
@@ -176,7 +189,9 @@ class Collector:
                 self._problems.report(f"{running.config.name}:point", f"bad point: {exc}")
         if lines:
             running.stats.points += len(lines)
-            self._sink(lines, mark)
+            self._sink(lines, mark, on_durable)
+        elif on_durable is not None:
+            on_durable()  # nothing to keep: done with it
 
     def _collect(self, running: RunningInput) -> None:
         name = running.config.name

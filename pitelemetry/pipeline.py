@@ -23,8 +23,10 @@ spool with their clock mark and are written, shifted to the right time, once it 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
+import math
 import queue
 import random
 import threading
@@ -51,6 +53,7 @@ QUEUE_CHUNKS = 256  # collections waiting for the writer before submit() blocks
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 60.0
 RETRY_AFTER_MAX_S = 600.0
+ACK_WITHIN_S = 0.05  # how soon lines someone waits on (an MQTT ack) are written
 # Lines per spool record: a record is read whole while the backlog drains, so this bounds
 # the memory a drain needs (bench/replay), at a small cost in requests.
 SPOOL_RECORD_LINES = 1000
@@ -76,6 +79,7 @@ class PipelineStats:
 
 
 Event = Callable[[str, str, str], None]  # (kind, title, text)
+Durable = Callable[[], None]
 
 
 def no_event(kind: str, title: str, text: str) -> None:
@@ -105,8 +109,13 @@ class Pipeline:
         self._on_event = on_event or no_event
         self._monotonic = monotonic
         self._jitter = jitter
-        self._queue: queue.Queue[tuple[list[str], ClockMark | None]] = queue.Queue(QUEUE_CHUNKS)
+        self._queue: queue.Queue[tuple[list[str], ClockMark | None, Durable | None]] = queue.Queue(
+            QUEUE_CHUNKS
+        )
         self._pending: list[str] = []
+        # Producers waiting to hear their lines are safe: (end in _pending, callback).
+        self._waiting: collections.deque[tuple[int, Durable]] = collections.deque()
+        self._ack_due = math.inf
         self._retry_at = 0.0
         self._failures_in_row = 0
         self._problems = StateLog(log)
@@ -120,9 +129,14 @@ class Pipeline:
 
     # -- producer side --------------------------------------------------------------------
 
-    def submit(self, lines: list[str], mark: ClockMark | None = None) -> None:
-        """Queue one collection's lines; blocks while the writer is far behind."""
-        self._queue.put((lines, mark))
+    def submit(
+        self, lines: list[str], mark: ClockMark | None = None, on_durable: Durable | None = None
+    ) -> None:
+        """Queue one collection's lines; blocks while the writer is far behind, which is
+        the back-pressure a flood of messages meets. ``on_durable`` is called (on the
+        writer thread) once the lines are written to InfluxDB or fsync-ed to the spool,
+        or refused by InfluxDB for good; never if they are lost."""
+        self._queue.put((lines, mark, on_durable))
 
     # -- writer thread --------------------------------------------------------------------
 
@@ -134,25 +148,45 @@ class Pipeline:
         next_flush = self._monotonic() + self.flush_interval
         while not self._stop.is_set():
             replaying = self.spool.lines > 0 and not self._backing_off()
-            timeout = 0.0 if replaying else max(0.0, min(next_flush - self._monotonic(), 0.5))
+            due = min(next_flush, self._ack_due)
+            timeout = 0.0 if replaying else max(0.0, min(due - self._monotonic(), 0.5))
             with contextlib.suppress(queue.Empty):
                 self._take(*self._queue.get(timeout=timeout))
             self._drain_queue()
-            if len(self._pending) >= self.batch_size or self._monotonic() >= next_flush:
+            now = self._monotonic()
+            if len(self._pending) >= self.batch_size or now >= next_flush or now >= self._ack_due:
                 self.flush()
                 next_flush = self._monotonic() + self.flush_interval
             elif replaying:
                 self.replay_one()
 
-    def _take(self, lines: list[str], mark: ClockMark | None) -> None:
+    def _take(
+        self, lines: list[str], mark: ClockMark | None, on_durable: Durable | None = None
+    ) -> None:
         self.stats.collected += len(lines)
-        if mark is None:
-            self._pending.extend(lines)
-        elif self.clock.trusted():
-            correction = mark.correction(self.clock)
-            self._pending.extend(shift_stamps(lines, correction or 0))
-        else:
-            self._spool(lines, mark)  # until the clock is set
+        if mark is not None and not self.clock.trusted():
+            if self._spool(lines, mark) and on_durable is not None:  # until the clock is set
+                on_durable()
+            return
+        if mark is not None:
+            lines = shift_stamps(lines, mark.correction(self.clock) or 0)
+        self._pending.extend(lines)
+        if on_durable is not None:
+            self._waiting.append((len(self._pending), on_durable))
+            # Someone waits for these lines: write soon rather than batch for long.
+            self._ack_due = min(self._ack_due, self._monotonic() + ACK_WITHIN_S)
+
+    def _settle(self, count: int, safe: bool) -> None:
+        """The first ``count`` pending lines are done with: tell who waits on them, if
+        they are safe, and shift the others' positions."""
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= count:
+            _, callback = waiting.popleft()
+            if safe:
+                callback()
+        self._waiting = collections.deque((end - count, cb) for end, cb in waiting)
+        if not self._waiting:
+            self._ack_due = math.inf
 
     def _drain_queue(self) -> None:
         while len(self._pending) < self.batch_size:
@@ -171,10 +205,11 @@ class Pipeline:
             batch = self._pending[: self.batch_size]
             del self._pending[: self.batch_size]
             if self._backing_off() or not self._write(batch):
-                self._spool(batch)
-                self._spool(self._pending)
-                self._pending = []
+                rest, self._pending = self._pending, []
+                safe = self._spool(batch) and self._spool(rest)
+                self._settle(len(batch) + len(rest), safe)
                 return False
+            self._settle(len(batch), safe=True)
         return True
 
     def replay_one(self) -> bool:
@@ -220,9 +255,10 @@ class Pipeline:
             )
         return kept
 
-    def _spool(self, lines: list[str], mark: ClockMark | None = None) -> None:
+    def _spool(self, lines: list[str], mark: ClockMark | None = None) -> bool:
+        """Append to the spool; False when the points could not be stored."""
         if not lines:
-            return
+            return True
         try:
             for start in range(0, len(lines), SPOOL_RECORD_LINES):
                 self.spool.append(lines[start : start + SPOOL_RECORD_LINES], mark)
@@ -231,10 +267,11 @@ class Pipeline:
             self._problems.report(
                 "spool", f"spool: cannot store {len(lines)} points: {exc}", logging.ERROR
             )
-            return
+            return False
         self._problems.clear("spool", "spool: storing points again")
         self.stats.spooled += len(lines)
         self._refresh_spool_stats()
+        return True
 
     def _write(self, batch: list[str] | SpoolRecord) -> bool:
         """One batch as a transaction; True when nothing of it needs resending."""

@@ -53,7 +53,7 @@ class Sink:
         self.lines: list[str] = []
         self.marks: list[ClockMark | None] = []
 
-    def __call__(self, lines: list[str], mark: ClockMark | None) -> None:
+    def __call__(self, lines: list[str], mark: ClockMark | None, on_durable: object = None) -> None:
         self.lines.extend(lines)
         self.marks.append(mark)
 

@@ -12,11 +12,17 @@ tests pass fakes instead of patching.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
     from pitelemetry.config import AgentConfig, InputConfig
     from pitelemetry.point import Point
+
+
+class Emit(Protocol):
+    def __call__(
+        self, points: list[Point], on_durable: Callable[[], None] | None = None
+    ) -> None: ...
 
 
 class InputError(Exception):
@@ -41,10 +47,11 @@ class Input:
         del agent, time_ns
         return cls(config.options)  # type: ignore[call-arg]
 
-    def start(self, emit: Callable[[list[Point]], None]) -> None:
+    def start(self, emit: Emit) -> None:
         """Called once when the daemon starts. Inputs that see events as they happen
-        (a door opening) keep ``emit`` and call it from any thread; the default has
-        nothing to start."""
+        (a door opening, an MQTT message) keep ``emit`` and call it from any thread:
+        ``emit(points, on_durable)`` calls ``on_durable`` once the points are written or
+        safely spooled. The default has nothing to start."""
         del emit
 
     def collect(self) -> Iterable[Point]:

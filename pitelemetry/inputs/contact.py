@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pitelemetry.config import AgentConfig, Duration, InputConfig
-from pitelemetry.inputs import Input, InputError
+from pitelemetry.inputs import Emit, Input, InputError
 from pitelemetry.inputs.sensors import open_gpio_input
 from pitelemetry.point import Point
 
@@ -70,7 +70,7 @@ class ContactInput(Input):
         self._pin_factory = pin_factory
         self._time_ns = time_ns
         self._device: Any = None
-        self._emit: Callable[[list[Point]], None] | None = None
+        self._emit: Emit | None = None
         self._lock = threading.Lock()
         self._state: bool | None = None
         self.changes = 0
@@ -82,7 +82,7 @@ class ContactInput(Input):
         del agent
         return cls(config.options, time_ns=time_ns)
 
-    def start(self, emit: Callable[[list[Point]], None]) -> None:
+    def start(self, emit: Emit) -> None:
         self._emit = emit
         with contextlib.suppress(InputError):  # collect() reports it, and retries
             self._open()
