@@ -7,16 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import InfluxDB1, MissingServerError, VictoriaMetrics
+from tests.servers import InfluxDB1, MissingServerError, Mosquitto, Server, VictoriaMetrics
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 _db_numbers = itertools.count()
 
 
-def _start(
-    server_cls: type[InfluxDB1] | type[VictoriaMetrics], workdir: Path
-) -> Iterator[InfluxDB1 | VictoriaMetrics]:
+def _start(server_cls: type[Server], workdir: Path) -> Iterator[Server]:
     try:
         server = server_cls(workdir)
     except MissingServerError as exc:
@@ -41,6 +39,14 @@ def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetri
     """One real VictoriaMetrics serving InfluxDB's /api/v2/write."""
     for server in _start(VictoriaMetrics, tmp_path_factory.mktemp("victoria")):
         assert isinstance(server, VictoriaMetrics)
+        yield server
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A Mosquitto of this test's own, which it may stop and start."""
+    for server in _start(Mosquitto, tmp_path / "mosquitto"):
+        assert isinstance(server, Mosquitto)
         yield server
 
 

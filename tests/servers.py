@@ -171,3 +171,36 @@ class VictoriaMetrics(Server):
         query = urllib.parse.urlencode({"match[]": match})
         with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=10) as response:
             return [json.loads(line) for line in response.read().splitlines() if line.strip()]
+
+
+class Mosquitto(Server):
+    """Mosquitto with persistence (sessions survive a broker restart), no limit on the
+    messages it queues for an offline client or keeps in flight."""
+
+    name = "mosquitto"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.binary = _binary("mosquitto", "mosquitto")
+        self.config_path = workdir / "mosquitto.conf"
+        self.config_path.write_text(
+            f"""listener {self.port} 127.0.0.1
+allow_anonymous true
+persistence true
+persistence_location {workdir}/
+max_queued_messages 0
+max_inflight_messages 1000
+log_dest stderr
+log_type error
+"""
+        )
+
+    def command(self) -> list[str]:
+        return [self.binary, "-c", str(self.config_path)]
+
+    def ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False

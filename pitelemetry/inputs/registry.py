@@ -19,6 +19,7 @@ INPUTS: dict[str, str] = {
     "pulse": "pitelemetry.inputs.pulse:PulseInput",
     "contact": "pitelemetry.inputs.contact:ContactInput",
     "mcp3008": "pitelemetry.inputs.mcp3008:MCP3008Input",
+    "mqtt": "pitelemetry.inputs.mqtt:MQTTInput",
 }
 
 

@@ -1,0 +1,423 @@
+"""Home-automation messages over MQTT: Tasmota, Zigbee2MQTT, Shelly, Home Assistant,
+or your own mapping rules.
+
+Config::
+
+    [[inputs.mqtt]]
+    broker = "tcp://127.0.0.1:1883"     # ssl://host:8883 for TLS
+    preset = "tasmota"                  # tasmota | zigbee2mqtt | shelly | homeassistant
+    username = ""
+    password_file = ""
+    ca_file = ""                        # TLS: a CA, and a client certificate if needed
+    cert_file = ""
+    key_file = ""
+    qos = 1
+    max_payload_bytes = 65536
+
+    [[inputs.mqtt.rules]]               # your own: a topic pattern -> a measurement
+    topic = "sensors/{room}/climate"    # {name} captures a segment as a tag; + and # too
+    measurement = "mqtt_climate"
+    fields = ["temperature", "humidity"]  # optional allow-list
+    timestamp_field = ""                # optional: epoch s/ms/us/ns or ISO 8601 in the JSON
+
+A payload is a plain number (field ``value``, or the rule's ``field``), ``ON``/``OFF``/
+``true``/``false`` (a boolean), or JSON: nested objects are flattened with ``_``
+(``{"ENERGY": {"Power": 42}}`` becomes ``ENERGY_Power=42``); numbers and booleans are
+kept, other strings dropped (they would fight the numbers for the field's type).
+
+Delivery is at least once: with QoS 1 a message is acknowledged to the broker only
+after its points are written to InfluxDB or fsync-ed to the spool, and the session is
+persistent (a fixed client id, clean session off), so what arrives while pitelemetry is
+stopped or killed is delivered when it is back. The broker limits how many messages are
+in flight unacknowledged (Mosquitto's ``max_inflight_messages``, default 20): raise it
+for high rates. A flood meets back-pressure (the pipeline's bounded queue), not
+unbounded memory.
+
+Topic segments and payload strings are only ever tag values, field keys or field
+values, escaped by the line-protocol encoder: no message can add a point, a
+measurement or a tag key. Messages that match no rule, do not parse, or exceed
+``max_payload_bytes`` are counted and logged once per topic, and acknowledged.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import re
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pitelemetry.config import AgentConfig, Duration, InputConfig, Secret
+from pitelemetry.inputs import Emit, Input, InputError
+from pitelemetry.logs import StateLog
+from pitelemetry.point import FieldValue, Point, clean_key
+
+log = logging.getLogger(__name__)
+
+TRUE_WORDS = frozenset({"on", "true", "open", "yes"})
+FALSE_WORDS = frozenset({"off", "false", "closed", "no"})
+_PLACEHOLDER = re.compile(r"^\{(\w+)\}$")
+
+
+@dataclass(frozen=True)
+class Rule:
+    topic: str
+    measurement: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    fields: tuple[str, ...] = ()
+    field: str = "value"
+    timestamp_field: str = ""
+    skip: tuple[str, ...] = ()  # topic patterns this rule leaves alone
+
+
+PRESETS: dict[str, tuple[Rule, ...]] = {
+    # tele/<device>/SENSOR {"Time":"...","ENERGY":{"Power":42,...},"AM2301":{...}}
+    "tasmota": (
+        Rule("tele/{device}/SENSOR", "mqtt_tasmota"),
+        Rule("tele/{device}/STATE", "mqtt_tasmota_state"),
+    ),
+    # zigbee2mqtt/<friendly name> {"temperature":21.3,"battery":97,"contact":true}
+    "zigbee2mqtt": (
+        Rule(
+            "zigbee2mqtt/{device}",
+            "mqtt_zigbee2mqtt",
+            skip=(
+                "zigbee2mqtt/bridge/#",
+                "zigbee2mqtt/+/set",
+                "zigbee2mqtt/+/get",
+                "zigbee2mqtt/+/availability",
+            ),
+        ),
+    ),
+    # <device>/status/<component> {"id":0,"output":true,"apower":12.3,"aenergy":{...}}
+    "shelly": (Rule("{device}/status/{component}", "mqtt_shelly"),),
+    # homeassistant/<domain>/<entity>/state "21.5" (the statestream integration)
+    "homeassistant": (
+        Rule("homeassistant/{domain}/{entity}/state", "mqtt_homeassistant", field="state"),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class MQTTOptions:
+    broker: str = "tcp://127.0.0.1:1883"
+    preset: Literal["", "tasmota", "zigbee2mqtt", "shelly", "homeassistant"] = ""
+    rules: tuple[Rule, ...] = ()
+    username: str = ""
+    password_file: Secret | None = None
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    client_id: str = ""
+    qos: int = 1
+    keepalive: Duration = Duration(60.0)
+    max_payload_bytes: int = 65536
+
+
+class CompiledRule:
+    """A rule's topic pattern, matched segment by segment."""
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.segments = rule.topic.split("/")
+        self.subscription = "/".join("+" if _PLACEHOLDER.match(s) else s for s in self.segments)
+        # A {name} in the last place takes the rest of the topic (friendly names with /).
+        self.greedy_last = bool(_PLACEHOLDER.match(self.segments[-1]))
+        if self.greedy_last:
+            self.subscription = self.subscription[:-1] + "#"
+        self.skips = [s.split("/") for s in rule.skip]
+
+    def match(self, topic: list[str]) -> dict[str, str] | None:
+        if any(_matches(skip, topic) for skip in self.skips):
+            return None
+        captured: dict[str, str] = {}
+        for index, pattern in enumerate(self.segments):
+            last = index == len(self.segments) - 1
+            if pattern == "#":
+                return captured
+            if index >= len(topic):
+                return None
+            placeholder = _PLACEHOLDER.match(pattern)
+            if placeholder and last and self.greedy_last:
+                captured[placeholder.group(1)] = "/".join(topic[index:])
+                return captured
+            if placeholder:
+                captured[placeholder.group(1)] = topic[index]
+            elif pattern not in ("+", topic[index]):
+                return None
+        return captured if len(topic) == len(self.segments) else None
+
+
+def _matches(pattern: list[str], topic: list[str]) -> bool:
+    for index, part in enumerate(pattern):
+        if part == "#":
+            return True
+        if index >= len(topic) or part not in ("+", topic[index]):
+            return False
+    return len(topic) == len(pattern)
+
+
+def flatten(
+    value: Any, prefix: str = "", out: dict[str, FieldValue] | None = None
+) -> dict[str, FieldValue]:
+    """JSON to fields: nested objects joined with ``_``; numbers and booleans kept,
+    ``ON``/``OFF``-like words as booleans, other strings, lists and nulls dropped."""
+    out = {} if out is None else out
+    if isinstance(value, dict):
+        for key, item in value.items():
+            flatten(item, f"{prefix}_{key}" if prefix else str(key), out)
+    elif isinstance(value, bool):
+        out[prefix] = value
+    elif isinstance(value, int | float) and prefix:
+        number = float(value)
+        if math.isfinite(number):
+            out[prefix] = number
+    elif isinstance(value, str) and prefix:
+        word = value.strip().lower()
+        if word in TRUE_WORDS or word in FALSE_WORDS:
+            out[prefix] = word in TRUE_WORDS
+    return out
+
+
+def parse_payload(payload: bytes, rule: Rule) -> dict[str, FieldValue]:
+    """Fields from one payload; ``ValueError`` when it is not a number, word or JSON."""
+    text = payload.decode("utf-8").strip()
+    try:
+        number = float(text)
+    except ValueError:
+        pass
+    else:
+        return flatten({rule.field: number})
+    word = text.lower()
+    if word in TRUE_WORDS or word in FALSE_WORDS:
+        return {rule.field: word in TRUE_WORDS}
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        return flatten({rule.field: data})
+    return flatten(data)
+
+
+def parse_timestamp(value: Any) -> int:
+    """Epoch seconds, ms, us or ns (by magnitude), or ISO 8601, to nanoseconds."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                raise ValueError(f"timestamp {value!r} has no time zone") from None
+            return int(moment.timestamp() * 1e9)
+    if isinstance(value, int) and not isinstance(value, bool):
+        for whole in (10**9, 10**6, 10**3, 1):  # seconds, ms, us, ns: exact for integers
+            if value * whole < 10**19:
+                return value * whole
+    number = float(value)
+    for scale in (1e9, 1e6, 1e3, 1.0):
+        if number * scale < 1e19:
+            return int(number * scale)
+    raise ValueError(f"timestamp {value!r} out of range")
+
+
+class MQTTInput(Input):
+    Options = MQTTOptions
+
+    def __init__(
+        self,
+        options: MQTTOptions,
+        *,
+        client_id: str = "",
+        client_factory: Callable[..., Any] | None = None,
+        time_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.options = options
+        rules = PRESETS.get(options.preset, ()) + options.rules
+        if not rules:
+            raise ValueError("mqtt: set a preset or at least one [[inputs.mqtt.rules]]")
+        self.rules = [CompiledRule(rule) for rule in rules]
+        self.client_id = options.client_id or client_id
+        self._client_factory = client_factory
+        self._time_ns = time_ns
+        self._emit: Emit | None = None
+        self._client: Any = None
+        self._problems = StateLog(log)
+        self._lock = threading.Lock()
+        self.received = 0
+        self.unmatched = 0
+        self.invalid = 0
+        self.too_large = 0
+        self.connected = False
+        self._last_error = ""
+
+    @classmethod
+    def from_config(
+        cls, config: InputConfig, agent: AgentConfig, *, time_ns: Callable[[], int]
+    ) -> MQTTInput:
+        suffix = f"-{config.index + 1}" if config.index else ""
+        client_id = f"pitelemetry-{agent.hostname}{suffix}"
+        return cls(config.options, client_id=client_id, time_ns=time_ns)
+
+    # -- connection ------------------------------------------------------------------------
+
+    def start(self, emit: Emit) -> None:
+        self._emit = emit
+        self._client = self._make_client()
+        url = urllib.parse.urlsplit(self.options.broker)
+        port = url.port or (8883 if url.scheme in ("ssl", "mqtts") else 1883)
+        self._client.connect_async(
+            url.hostname or "127.0.0.1", port, keepalive=int(self.options.keepalive)
+        )
+        self._client.loop_start()
+
+    def _make_client(self) -> Any:
+        import paho.mqtt.client as paho  # noqa: PLC0415 - only MQTT users need it
+        from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
+
+        factory = self._client_factory or paho.Client
+        client = factory(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            clean_session=False,  # persistent session: the broker keeps what we missed
+            protocol=paho.MQTTv311,
+            manual_ack=True,  # acknowledge only once the points are safe
+        )
+        if self.options.username:
+            password = self.options.password_file.reveal() if self.options.password_file else None
+            client.username_pw_set(self.options.username, password)
+        scheme = urllib.parse.urlsplit(self.options.broker).scheme
+        if scheme in ("ssl", "mqtts") or self.options.ca_file:
+            client.tls_set(
+                ca_certs=self.options.ca_file or None,
+                certfile=self.options.cert_file or None,
+                keyfile=self.options.key_file or None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        client.reconnect_delay_set(min_delay=1, max_delay=60)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(
+        self, client: Any, userdata: object, flags: Any, reason: Any, properties: object
+    ) -> None:
+        del userdata, flags, properties
+        if getattr(reason, "is_failure", False):
+            self._last_error = f"the broker refused the connection: {reason}"
+            self._problems.report("connect", f"mqtt {self.options.broker}: {self._last_error}")
+            return
+        self.connected = True
+        self._last_error = ""
+        self._problems.clear("connect", f"mqtt: connected to {self.options.broker}")
+        subscriptions = sorted({rule.subscription for rule in self.rules})
+        client.subscribe([(topic, self.options.qos) for topic in subscriptions])
+        log.info(
+            "mqtt: connected to %s, subscribed to %s", self.options.broker, ", ".join(subscriptions)
+        )
+
+    def _on_disconnect(
+        self, client: Any, userdata: object, flags: Any, reason: Any, properties: object
+    ) -> None:
+        del client, userdata, flags, properties
+        self.connected = False
+        self._last_error = f"disconnected ({reason}); reconnecting"
+        self._problems.report("connect", f"mqtt {self.options.broker}: {self._last_error}")
+
+    # -- messages --------------------------------------------------------------------------
+
+    def _on_message(self, client: Any, userdata: object, message: Any) -> None:
+        del userdata
+        with self._lock:
+            self.received += 1
+
+        def ack() -> None:
+            client.ack(message.mid, message.qos)
+
+        points = self.points_for(_topic(message), message.payload)
+        if points and self._emit is not None:
+            self._emit(points, ack)  # acknowledged once written or spooled
+        else:
+            ack()
+
+    def points_for(self, topic: str, payload: bytes) -> list[Point]:
+        """The points one message becomes (none when it matches no rule or is bad)."""
+        if len(payload) > self.options.max_payload_bytes:
+            self._count(
+                "too_large",
+                topic,
+                f"payload of {len(payload)} bytes is over "
+                f"max_payload_bytes ({self.options.max_payload_bytes})",
+            )
+            return []
+        segments = topic.split("/")
+        stamp = self._time_ns()
+        for compiled in self.rules:
+            captured = compiled.match(segments)
+            if captured is None:
+                continue
+            rule = compiled.rule
+            try:
+                fields = parse_payload(payload, rule)
+                timestamp = stamp
+                if rule.timestamp_field:
+                    raw = json.loads(payload)[rule.timestamp_field]
+                    timestamp = parse_timestamp(raw)
+                    fields.pop(rule.timestamp_field, None)
+            except (ValueError, KeyError, TypeError) as exc:
+                self._count("invalid", topic, f"cannot parse the payload: {exc}")
+                return []
+            # InfluxDB refuses a field called time or with no name: leave those out
+            # rather than lose the whole message.
+            fields = {k: v for k, v in fields.items() if clean_key(k) not in ("", "time")}
+            if rule.fields:
+                fields = {k: v for k, v in fields.items() if k in rule.fields}
+            if not fields:
+                self._count("invalid", topic, "no numeric or boolean field in the payload")
+                return []
+            return [Point(rule.measurement, fields, {**rule.tags, **captured}, timestamp)]
+        self._count("unmatched", topic, "matches no rule")
+        return []
+
+    def _count(self, kind: str, topic: str, problem: str) -> None:
+        with self._lock:
+            setattr(self, kind, getattr(self, kind) + 1)
+        root = topic.split("/", 1)[0]
+        self._problems.report(
+            f"{kind}:{topic}",
+            f"mqtt: {topic!r}: {problem}",
+            logging.DEBUG if kind == "unmatched" and root else logging.INFO,
+        )
+
+    def collect(self) -> Iterator[Point]:
+        """The input's own counters, as ``mqtt`` points; raises while disconnected."""
+        if self._client is not None and not self.connected and self._last_error:
+            raise InputError(f"{self.options.broker}: {self._last_error}")
+        with self._lock:
+            fields = {
+                "received": self.received,
+                "unmatched": self.unmatched,
+                "invalid": self.invalid,
+                "too_large": self.too_large,
+                "connected": self.connected,
+            }
+        yield Point("mqtt", fields, {"broker": self.options.broker}, self._time_ns())
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.loop_stop()
+            self._client.disconnect()
+            self._client = None
+
+
+def _topic(message: Any) -> str:
+    """A message's topic; bytes that are not UTF-8 become U+FFFD, never an error."""
+    raw = getattr(message, "_topic", None)
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", "replace")
+    return str(message.topic)

@@ -1,0 +1,215 @@
+"""MQTT mapping: presets with sample messages, topic patterns, hostile input."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from pitelemetry.inputs.mqtt import MQTTInput, MQTTOptions, Rule, parse_timestamp
+from pitelemetry.point import LineEncoder
+
+T0 = 1_795_300_000_000_000_000
+
+
+def mqtt(preset: str = "", rules: tuple[Rule, ...] = (), **options: object) -> MQTTInput:
+    return MQTTInput(
+        MQTTOptions(preset=preset, rules=rules, **options),  # type: ignore[arg-type]
+        client_id="test",
+        time_ns=lambda: T0,
+    )
+
+
+def lines(source: MQTTInput, topic: str, payload: str | bytes) -> list[str]:
+    data = payload.encode() if isinstance(payload, str) else payload
+    encoder = LineEncoder({"host": "pi"})
+    return [encoder.encode(p, T0) for p in source.points_for(topic, data)]
+
+
+TASMOTA_SENSOR = json.dumps(
+    {
+        "Time": "2026-11-22T10:15:00",
+        "ENERGY": {
+            "TotalStartTime": "2026-01-01T00:00:00",
+            "Total": 12.345,
+            "Power": 42,
+            "Voltage": 231,
+            "Current": 0.182,
+        },
+        "AM2301": {"Temperature": 21.4, "Humidity": 48.1},
+        "TempUnit": "C",
+    }
+)
+TASMOTA_STATE = json.dumps(
+    {
+        "Time": "2026-11-22T10:15:00",
+        "Uptime": "0T01:02:03",
+        "UptimeSec": 3723,
+        "POWER": "ON",
+        "Wifi": {"RSSI": 76},
+    }
+)
+ZIGBEE = json.dumps(
+    {
+        "battery": 97,
+        "contact": False,
+        "linkquality": 123,
+        "temperature": 19.5,
+        "voltage": 3000,
+        "update": {"state": "idle"},
+    }
+)
+SHELLY = json.dumps(
+    {
+        "id": 0,
+        "source": "init",
+        "output": True,
+        "apower": 12.3,
+        "voltage": 230.1,
+        "aenergy": {"total": 1234.5, "by_minute": [1, 2, 3]},
+        "temperature": {"tC": 45.2, "tF": 113.4},
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("preset", "topic", "payload", "expected"),
+    [
+        (
+            "tasmota",
+            "tele/plug-kitchen/SENSOR",
+            TASMOTA_SENSOR,
+            "mqtt_tasmota,device=plug-kitchen,host=pi AM2301_Humidity=48.1,AM2301_Temperature=21.4,"
+            "ENERGY_Current=0.182,ENERGY_Power=42.0,ENERGY_Total=12.345,ENERGY_Voltage=231.0",
+        ),
+        (
+            "tasmota",
+            "tele/plug-kitchen/STATE",
+            TASMOTA_STATE,
+            "mqtt_tasmota_state,device=plug-kitchen,host=pi POWER=true,UptimeSec=3723.0,"
+            "Wifi_RSSI=76.0",
+        ),
+        (
+            "zigbee2mqtt",
+            "zigbee2mqtt/living room/door",
+            ZIGBEE,
+            "mqtt_zigbee2mqtt,device=living\\ room/door,host=pi battery=97.0,contact=false,"
+            "linkquality=123.0,temperature=19.5,voltage=3000.0",
+        ),
+        (
+            "shelly",
+            "shellyplus1pm-a8032ab12345/status/switch:0",
+            SHELLY,
+            "mqtt_shelly,component=switch:0,device=shellyplus1pm-a8032ab12345,host=pi "
+            "aenergy_total=1234.5,apower=12.3,id=0.0,output=true,temperature_tC=45.2,"
+            "temperature_tF=113.4,voltage=230.1",
+        ),
+        (
+            "homeassistant",
+            "homeassistant/sensor/outdoor_temperature/state",
+            "7.25",
+            "mqtt_homeassistant,domain=sensor,entity=outdoor_temperature,host=pi state=7.25",
+        ),
+        (
+            "homeassistant",
+            "homeassistant/light/hall/state",
+            "on",
+            "mqtt_homeassistant,domain=light,entity=hall,host=pi state=true",
+        ),
+    ],
+)
+def test_presets_turn_sample_messages_into_points(
+    preset: str, topic: str, payload: str, expected: str
+) -> None:
+    [line] = lines(mqtt(preset), topic, payload)
+    series, fields, stamp = re.split(r"(?<!\\) ", line)
+    want_series, want_fields = re.split(r"(?<!\\) ", expected)
+    assert series == want_series
+    assert sorted(fields.split(",")) == sorted(want_fields.split(","))
+    assert stamp == str(T0)
+
+
+def test_zigbee2mqtt_skips_the_bridge_and_commands() -> None:
+    source = mqtt("zigbee2mqtt")
+    assert lines(source, "zigbee2mqtt/bridge/state", '{"state":"online"}') == []
+    assert lines(source, "zigbee2mqtt/lamp/set", '{"state":"ON"}') == []
+    assert lines(source, "zigbee2mqtt/lamp/availability", '{"state":"online"}') == []
+    assert source.unmatched == 3
+
+
+def test_own_rules_allow_list_and_timestamp() -> None:
+    rule = Rule(
+        "sensors/{room}/climate",
+        "mqtt_climate",
+        tags={"site": "home"},
+        fields=("temperature",),
+        timestamp_field="ts",
+    )
+    source = mqtt(rules=(rule,))
+    payload = json.dumps({"temperature": 20.5, "humidity": 40, "ts": 1795300000})
+    assert lines(source, "sensors/attic/climate", payload) == [
+        "mqtt_climate,host=pi,room=attic,site=home temperature=20.5 1795300000000000000"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (1795300000, 1795300000 * 10**9),
+        (1795300000123, 1795300000123 * 10**6),
+        ("2026-11-22T10:00:00Z", 1795341600 * 10**9),
+        ("1795300000.5", 17953000005 * 10**8),
+    ],
+)
+def test_timestamps_in_any_unit(raw: object, expected: int) -> None:
+    assert parse_timestamp(raw) == expected
+
+
+def test_plain_numbers_words_and_bad_payloads() -> None:
+    source = mqtt(rules=(Rule("meter/+/power", "mqtt_meter"),))
+    assert lines(source, "meter/a/power", " 1500 ") == [f"mqtt_meter,host=pi value=1500.0 {T0}"]
+    assert lines(source, "meter/a/power", "OFF") == [f"mqtt_meter,host=pi value=false {T0}"]
+    assert lines(source, "meter/a/power", "not json {") == []
+    assert lines(source, "meter/a/power", b"\xff\xfe\x00") == []  # not UTF-8
+    assert lines(source, "meter/a/power", '{"note": "text only"}') == []
+    assert source.invalid == 3
+
+
+def test_oversized_payloads_are_refused_and_counted() -> None:
+    source = mqtt("tasmota", max_payload_bytes=100)
+    assert lines(source, "tele/x/SENSOR", json.dumps({"a": "x" * 200, "b": 1})) == []
+    assert source.too_large == 1
+
+
+HOSTILE_TOPICS = [
+    "tele/evil device,host=forged x=1/SENSOR",
+    'tele/quote"s and \\backslash\\/SENSOR',
+    "tele/new\nline/SENSOR",
+    "tele/tab\there=1 2/SENSOR",
+    "tele/#comment/SENSOR",
+]
+HOSTILE_PAYLOADS = [
+    json.dumps({"Power": 1, "evil key,host=x y=1": 2, "new\nline": 3}),
+    json.dumps({"Power": 1, "note": "bye\nmeasurement,tag=1 field=2 3"}),
+    json.dumps({"Power 1\n": 4, "x=y": 5, "time": 6}),
+]
+
+
+def test_hostile_topics_and_payloads_stay_inside_one_point() -> None:
+    source = mqtt("tasmota")
+    encoder = LineEncoder({"host": "pi"})
+    for topic in HOSTILE_TOPICS:
+        for payload in HOSTILE_PAYLOADS:
+            points = source.points_for(topic, payload.encode())
+            assert len(points) == 1
+            [point] = points
+            assert point.measurement == "mqtt_tasmota"
+            assert set(point.tags) == {"device"}
+            line = encoder.encode(point, T0)
+            assert "\n" not in line
+
+
+def test_a_rule_or_a_preset_is_required() -> None:
+    with pytest.raises(ValueError, match="set a preset"):
+        MQTTInput(MQTTOptions(), client_id="x")
