@@ -189,3 +189,29 @@ def test_journal_lines_carry_priorities_not_timestamps(capsys: pytest.CaptureFix
     assert capsys.readouterr().err == (
         "<4>pitelemetry.test: spool full\n<6>pitelemetry.test: two\n<6>lines\n"
     )
+
+
+def test_mqtt_rules_nest_under_their_input(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[[inputs.mqtt]]
+broker = "tcp://broker.lan:1883"
+preset = "tasmota"
+
+[[inputs.mqtt.rules]]
+topic = "sensors/{room}/climate"
+measurement = "mqtt_climate"
+fields = ["temperature"]
+""",
+    )
+    [mqtt] = load(path, environ={}).inputs
+    [rule] = mqtt.options.rules
+    assert (rule.topic, rule.measurement, rule.fields) == (
+        "sensors/{room}/climate",
+        "mqtt_climate",
+        ("temperature",),
+    )
+    bad = write(tmp_path, '[[inputs.mqtt]]\n[[inputs.mqtt.rules]]\ntopic = "x"\n')
+    with pytest.raises(ConfigError, match=r"inputs.mqtt\[0\].rules\[0\].measurement"):
+        load(bad, environ={})

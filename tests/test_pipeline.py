@@ -255,3 +255,49 @@ def test_marks_from_an_earlier_boot_keep_only_plausible_stamps(tmp_path: Path) -
     assert pipeline.replay_one()
     assert writer.batches == [[f"m v=2 {FLOOR_NS + 1}"]]
     assert pipeline.stats.dropped == {"clock": 1}
+
+
+def test_on_durable_runs_once_lines_are_written(tmp_path: Path) -> None:
+    writer = FakeWriter()
+    pipeline = pipeline_with(writer, tmp_path, batch_size=2, flush_interval=60)
+    done: list[str] = []
+    pipeline.submit(["a"], None, lambda: done.append("a"))
+    pipeline.submit(["b", "c"], None, lambda: done.append("bc"))
+    pipeline._drain_queue()
+    assert done == []  # nothing written yet
+    pipeline.flush()
+    assert writer.batches == [["a", "b"], ["c"]]
+    assert done == ["a", "bc"]  # "bc" only once its last line was written
+
+
+def test_on_durable_runs_once_lines_are_spooled_not_when_lost(tmp_path: Path) -> None:
+    writer = FakeWriter(RetryableError("down"), RetryableError("down"))
+    spool = DiskSpool(tmp_path / "spool", 10**8)
+    pipeline = pipeline_with(writer, tmp_path, spool, batch_size=10, flush_interval=60)
+    done: list[str] = []
+    pipeline.submit(["a"], None, lambda: done.append("a"))
+    pipeline._drain_queue()
+    pipeline.flush()
+    assert done == ["a"]  # in the spool, fsync-ed
+
+    class BrokenSpool(MemorySpool):
+        def append(self, lines: list[str], mark: ClockMark | None = None) -> None:
+            raise OSError(28, "No space left on device")
+
+    spool.close()
+    pipeline.spool = BrokenSpool(10**6)
+    pipeline._retry_at = 0
+    pipeline.submit(["b"], None, lambda: done.append("b"))
+    pipeline._drain_queue()
+    pipeline.flush()
+    assert done == ["a"]  # lost, so never acknowledged: the sender keeps it
+    assert pipeline.stats.dropped == {"spool_error": 1}
+
+
+def test_on_durable_runs_for_points_influxdb_refused_for_good(tmp_path: Path) -> None:
+    writer = FakeWriter(RejectedError("field type conflict dropped=1", 1))
+    pipeline = pipeline_with(writer, tmp_path, batch_size=10, flush_interval=60)
+    done: list[str] = []
+    pipeline.submit(["a"], None, lambda: done.append("a"))
+    pipeline.stop(1)
+    assert done == ["a"]  # resending would fail the same way

@@ -1,0 +1,255 @@
+"""MQTT with a real Mosquitto, the real daemon and the real InfluxDB: presets end to
+end, a 10,000-message burst, kill -9 mid-burst, a broker restart, hostile input."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.e2e.daemon import Daemon, write_config
+from tests.servers import InfluxDB1, Mosquitto
+
+pytestmark = pytest.mark.e2e
+
+BURST_RULE = """
+[[inputs.mqtt]]
+broker = "tcp://127.0.0.1:{port}"
+[[inputs.mqtt.rules]]
+topic = "burst/{{source}}"
+measurement = "mqtt_burst"
+timestamp_field = "ts"
+"""
+
+
+def publisher(broker: Mosquitto) -> Any:
+    client = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=f"test-publisher-{time.monotonic_ns()}",
+    )
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    return client
+
+
+def publish_all(client: Any, messages: list[tuple[str, bytes]]) -> None:
+    infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+    for info in infos:
+        info.wait_for_publish(30)
+
+
+def count(influxdb: InfluxDB1, database: str, query: str) -> int:
+    rows = influxdb.rows(query, database)
+    return int(rows[0]["count"]) if rows else 0
+
+
+def wait_count(
+    influxdb: InfluxDB1, database: str, query: str, want: int, seconds: float = 60
+) -> int:
+    deadline = time.monotonic() + seconds
+    got = count(influxdb, database, query)
+    while got < want and time.monotonic() < deadline:
+        time.sleep(0.25)
+        got = count(influxdb, database, query)
+    return got
+
+
+def subscribed(daemon: Daemon) -> None:
+    """Wait until every MQTT input is connected (its session exists at the broker)."""
+    daemon.wait_for(
+        lambda s: all(i["last_success"] for i in s["inputs"] if i["name"].startswith("mqtt")), 30
+    )
+    time.sleep(0.5)
+
+
+def burst(base: int, count_: int, source: str = "s1") -> list[tuple[str, bytes]]:
+    return [
+        (f"burst/{source}", json.dumps({"seq": i, "ts": base + i}).encode()) for i in range(count_)
+    ]
+
+
+def test_each_preset_end_to_end(
+    tmp_path: Path, influxdb: InfluxDB1, database: str, mosquitto: Mosquitto
+) -> None:
+    inputs = "".join(
+        f'[[inputs.mqtt]]\nbroker = "tcp://127.0.0.1:{mosquitto.port}"\npreset = "{p}"\n'
+        for p in ("tasmota", "zigbee2mqtt", "shelly", "homeassistant")
+    )
+    config = write_config(
+        tmp_path, f'url = "{influxdb.url}"\ndatabase = "{database}"', inputs=inputs
+    )
+    daemon = Daemon(config).start()
+    client = publisher(mosquitto)
+    try:
+        subscribed(daemon)
+        publish_all(
+            client,
+            [
+                ("tele/plug/SENSOR", b'{"Time":"x","ENERGY":{"Power":42,"Total":1.5}}'),
+                ("zigbee2mqtt/hall door", b'{"contact":false,"battery":97}'),
+                ("zigbee2mqtt/bridge/state", b'{"state":"online"}'),
+                ("shelly1-abc/status/switch:0", b'{"apower":12.5,"output":true}'),
+                ("homeassistant/sensor/outside/state", b"7.25"),
+            ],
+        )
+        for measurement in (
+            "mqtt_tasmota",
+            "mqtt_zigbee2mqtt",
+            "mqtt_shelly",
+            "mqtt_homeassistant",
+        ):
+            query = f"SELECT count(*) FROM {measurement}"
+            deadline = time.monotonic() + 30
+            while not influxdb.rows(query, database):
+                assert time.monotonic() < deadline, f"nothing in {measurement}"
+                time.sleep(0.2)
+    finally:
+        client.loop_stop()
+        daemon.stop()
+    power = influxdb.rows('SELECT "ENERGY_Power" FROM mqtt_tasmota GROUP BY device', database)
+    assert [(r["device"], r["ENERGY_Power"]) for r in power] == [("plug", 42.0)]
+    door = influxdb.rows("SELECT contact FROM mqtt_zigbee2mqtt GROUP BY device", database)
+    assert [(r["device"], r["contact"]) for r in door] == [("hall door", False)]
+    state = influxdb.rows("SELECT state FROM mqtt_homeassistant GROUP BY entity", database)
+    assert [(r["entity"], r["state"]) for r in state] == [("outside", 7.25)]
+    devices = influxdb.rows('SHOW TAG VALUES FROM mqtt_zigbee2mqtt WITH KEY = "device"', database)
+    assert [d["value"] for d in devices] == ["hall door"]  # not the bridge
+
+
+@pytest.mark.slow
+def test_a_10000_message_burst_arrives_complete(
+    tmp_path: Path, influxdb: InfluxDB1, database: str, mosquitto: Mosquitto
+) -> None:
+    config = write_config(
+        tmp_path,
+        f'url = "{influxdb.url}"\ndatabase = "{database}"',
+        inputs=BURST_RULE.format(port=mosquitto.port),
+    )
+    daemon = Daemon(config).start()
+    client = publisher(mosquitto)
+    try:
+        subscribed(daemon)
+        publish_all(client, burst(1_795_000_000_000_000_000, 10_000))
+        got = wait_count(influxdb, database, "SELECT count(seq) FROM mqtt_burst", 10_000)
+    finally:
+        client.loop_stop()
+        daemon.stop()
+    assert got == 10_000
+
+
+@pytest.mark.slow
+def test_kill_9_mid_burst_loses_nothing(
+    tmp_path: Path, influxdb: InfluxDB1, database: str, mosquitto: Mosquitto
+) -> None:
+    config = write_config(
+        tmp_path,
+        f'url = "{influxdb.url}"\ndatabase = "{database}"',
+        inputs=BURST_RULE.format(port=mosquitto.port),
+    )
+    daemon = Daemon(config).start()
+    client = publisher(mosquitto)
+    try:
+        subscribed(daemon)
+        sender = threading.Thread(
+            target=publish_all, args=(client, burst(1_795_100_000_000_000_000, 10_000))
+        )
+        sender.start()
+        deadline = time.monotonic() + 30
+        while count(influxdb, database, "SELECT count(seq) FROM mqtt_burst") < 500:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        daemon.kill()  # mid-burst: some messages written, some in flight, some queued
+        sender.join(60)
+        landed = count(influxdb, database, "SELECT count(seq) FROM mqtt_burst")
+        assert landed < 10_000, "the burst finished before the kill; nothing was tested"
+        daemon = Daemon(config).start()
+        got = wait_count(influxdb, database, "SELECT count(seq) FROM mqtt_burst", 10_000)
+    finally:
+        client.loop_stop()
+        daemon.stop()
+    assert got == 10_000  # each message once per timestamp: redelivered ones overwrite
+
+
+@pytest.mark.slow
+def test_the_input_reconnects_and_resubscribes_after_a_broker_restart(
+    tmp_path: Path, influxdb: InfluxDB1, database: str, mosquitto: Mosquitto
+) -> None:
+    config = write_config(
+        tmp_path,
+        f'url = "{influxdb.url}"\ndatabase = "{database}"',
+        inputs=BURST_RULE.format(port=mosquitto.port),
+    )
+    daemon = Daemon(config).start()
+    try:
+        subscribed(daemon)
+        mosquitto.stop()
+        time.sleep(2)
+        mosquitto.start()
+        client = publisher(mosquitto)
+        deadline = time.monotonic() + 60
+        seq = 0
+        while count(influxdb, database, "SELECT count(seq) FROM mqtt_burst") == 0:
+            assert time.monotonic() < deadline, "no message after the broker restart"
+            publish_all(client, burst(1_795_200_000_000_000_000 + seq, 1))
+            seq += 1
+            time.sleep(0.5)
+        client.loop_stop()
+    finally:
+        daemon.stop()
+    assert "disconnected" in daemon.stderr
+
+
+def test_hostile_topics_and_payloads_create_nothing_else(
+    tmp_path: Path, influxdb: InfluxDB1, database: str, mosquitto: Mosquitto
+) -> None:
+    inputs = f'[[inputs.mqtt]]\nbroker = "tcp://127.0.0.1:{mosquitto.port}"\npreset = "tasmota"\n'
+    config = write_config(
+        tmp_path,
+        f'url = "{influxdb.url}"\ndatabase = "{database}"',
+        inputs=inputs,
+        agent="self_metrics = false",
+    )
+    # Mosquitto refuses control characters in topics (it drops the publisher), so here
+    # newlines come only in payloads and JSON keys; tests/inputs/test_mqtt.py has them
+    # in topics too.
+    topics = [
+        "tele/evil,host=forged x=1/SENSOR",
+        'tele/q"uo\\te/SENSOR',
+        "tele/back\\slash at end\\/SENSOR",
+        "tele/eq=ual sign/SENSOR",
+        "tele/ü ñ 雪/SENSOR",
+    ]
+    payloads = [
+        b'{"Power": 1, "evil key,host=x y=1": 2, "new\\nline": 3}',
+        b'{"Power": 2, "note": "bye\\nmeasurement,tag=1 field=2 3"}',
+        b'{"Power": 3, "time": 6, "x=y": 5}',
+        b"\xff\xfe not utf-8 at all",
+        b'{"Power": 4, "deep": {"a,b": {"c d": 1}}}',
+    ]
+    daemon = Daemon(config).start()
+    client = publisher(mosquitto)
+    try:
+        subscribed(daemon)
+        publish_all(client, [(t, p) for t in topics for p in payloads])
+        got = wait_count(
+            influxdb, database, 'SELECT count("Power") FROM mqtt_tasmota', len(topics) * 4, 30
+        )
+    finally:
+        client.loop_stop()
+        daemon.stop()
+    assert got == len(topics) * 4  # every parsable payload once; the non-UTF-8 one dropped
+    measurements = {r["name"] for r in influxdb.rows("SHOW MEASUREMENTS", database)}
+    assert measurements == {"mqtt_tasmota", "mqtt", "events"}  # the input's own, no others
+    tag_keys = {r["tagKey"] for r in influxdb.rows("SHOW TAG KEYS FROM mqtt_tasmota", database)}
+    assert tag_keys == {"device", "host"}
+    devices = {
+        r["value"]
+        for r in influxdb.rows('SHOW TAG VALUES FROM mqtt_tasmota WITH KEY = "device"', database)
+    }
+    assert len(devices) == len(topics)
