@@ -186,22 +186,23 @@ def flatten(
     return out
 
 
-def parse_payload(payload: bytes, rule: Rule) -> dict[str, FieldValue]:
-    """Fields from one payload; ``ValueError`` when it is not a number, word or JSON."""
+def parse_payload(payload: bytes, rule: Rule) -> tuple[dict[str, FieldValue], Any]:
+    """Fields from one payload, and its JSON object if it was one; ``ValueError`` when
+    it is not a number, a word or JSON."""
     text = payload.decode("utf-8").strip()
     try:
         number = float(text)
     except ValueError:
         pass
     else:
-        return flatten({rule.field: number})
+        return flatten({rule.field: number}), None
     word = text.lower()
     if word in TRUE_WORDS or word in FALSE_WORDS:
-        return {rule.field: word in TRUE_WORDS}
+        return {rule.field: word in TRUE_WORDS}, None
     data = json.loads(text)
     if not isinstance(data, dict):
-        return flatten({rule.field: data})
-    return flatten(data)
+        return flatten({rule.field: data}), None
+    return flatten(data), data
 
 
 def parse_timestamp(value: Any) -> int:
@@ -363,11 +364,10 @@ class MQTTInput(Input):
                 continue
             rule = compiled.rule
             try:
-                fields = parse_payload(payload, rule)
+                fields, data = parse_payload(payload, rule)
                 timestamp = stamp
                 if rule.timestamp_field:
-                    raw = json.loads(payload)[rule.timestamp_field]
-                    timestamp = parse_timestamp(raw)
+                    timestamp = parse_timestamp(data[rule.timestamp_field])
                     fields.pop(rule.timestamp_field, None)
             except (ValueError, KeyError, TypeError) as exc:
                 self._count("invalid", topic, f"cannot parse the payload: {exc}")

@@ -1,0 +1,183 @@
+"""MQTT messages per second through ``pitelemetry run`` into a real InfluxDB 1.x with
+zero loss (QoS 1, acknowledged only once written), the daemon's peak RSS, and the ratio
+to the same points posted straight to ``/write``, measured two ways:
+
+* live: a publisher on loopback publishes at QoS 1 while the daemon runs. One Python
+  publisher is itself limited (its QoS 1 handshakes with the broker), so the same
+  publisher is also timed alone against the broker, as that run's ceiling;
+* backlog: the messages wait at the broker in pitelemetry's persistent session while it
+  is stopped, then it starts: the rate at which it drains them is its own.
+
+    python -m bench.mqtt [--messages 50000]
+
+Targets: >= 20,000 messages/s, RSS <= 60 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.servers import InfluxDB1, Mosquitto
+
+BATCH = 5000
+T0 = 1_795_000_000_000_000_000
+
+
+def payload(i: int) -> bytes:
+    return json.dumps({"power": i % 3000, "voltage": 230.5, "ts": T0 + i}).encode()
+
+
+def straight(server: InfluxDB1, messages: int) -> float:
+    server.create_database("straight")
+    lines = [
+        f"mqtt_bench,source=s1 power={i % 3000}.0,voltage=230.5 {T0 + i}" for i in range(messages)
+    ]
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    started = time.perf_counter()
+    for start in range(0, messages, BATCH):
+        conn.request(
+            "POST",
+            "/write?db=straight&precision=ns",
+            ("\n".join(lines[start : start + BATCH]) + "\n").encode(),
+        )
+        response = conn.getresponse()
+        response.read()
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return messages / elapsed
+
+
+def count(server: InfluxDB1) -> int:
+    rows = server.rows("SELECT count(power) FROM mqtt_bench", "through")
+    return int(rows[0]["count"]) if rows else 0
+
+
+def start_daemon(
+    server: InfluxDB1, broker: Mosquitto, work: Path, *, settle: bool = True
+) -> subprocess.Popen[bytes]:
+    config = work / "pitelemetry.toml"
+    config.write_text(f"""
+[agent]
+state_dir = "{work}/state"
+runtime_dir = "{work}/run"
+self_metrics = false
+[influxdb]
+url = "{server.url}"
+database = "through"
+[[inputs.mqtt]]
+broker = "tcp://127.0.0.1:{broker.port}"
+[[inputs.mqtt.rules]]
+topic = "bench/{{source}}"
+measurement = "mqtt_bench"
+timestamp_field = "ts"
+""")
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "pitelemetry", "run", "--config", str(config)],
+        stderr=subprocess.DEVNULL,
+    )
+    if settle:
+        time.sleep(3)  # connected and subscribed: the persistent session exists
+    return daemon
+
+
+def stop(daemon: subprocess.Popen[bytes]) -> int:
+    """Stop the daemon; its peak RSS in kB."""
+    peak = 0
+    for line in Path(f"/proc/{daemon.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            peak = int(line.split()[1])
+    daemon.send_signal(signal.SIGTERM)
+    daemon.wait(60)
+    return peak
+
+
+def publish(broker: Mosquitto, first: int, messages: int, *, wait: bool) -> float:
+    """Publish at QoS 1 (with ``wait``: until the broker acknowledged all); the rate."""
+    client = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"bench-publisher-{first}"
+    )
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    started = time.perf_counter()
+    infos = [client.publish("bench/s1", payload(i), qos=1) for i in range(first, first + messages)]
+    if wait:
+        for info in infos:
+            info.wait_for_publish(600)
+    elapsed = time.perf_counter() - started
+    if not wait:
+        for info in infos:
+            info.wait_for_publish(600)
+    client.loop_stop()
+    client.disconnect()
+    return messages / elapsed
+
+
+def wait_landed(server: InfluxDB1, want: int, started: float) -> float:
+    while count(server) < want and time.perf_counter() - started < 600:
+        time.sleep(0.05)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=50_000)
+    args = parser.parse_args()
+    n = args.messages
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        server = InfluxDB1(work / "influxdb")
+        broker = Mosquitto(work / "mosquitto")
+        server.start()
+        broker.start()
+        try:
+            base = straight(server, n)
+            alone = publish(broker, 10 * n, n, wait=True)  # no subscriber: the ceiling
+            server.create_database("through")
+            daemon = start_daemon(server, broker, work)
+            started = time.perf_counter()
+            publish(broker, 0, n, wait=False)
+            live = n / wait_landed(server, n, started)
+            live_kb = stop(daemon)
+            publish(broker, n, n, wait=True)  # queued at the broker while it is stopped
+            daemon = start_daemon(server, broker, work, settle=False)
+            while count(server) <= n:  # the first of the backlog has landed
+                time.sleep(0.01)
+            started, first = time.perf_counter(), count(server)
+            backlog = (2 * n - first) / wait_landed(server, 2 * n, started)
+            backlog_kb = stop(daemon)
+            landed = count(server)
+        finally:
+            broker.stop()
+            server.stop()
+    print(f"messages: {2 * n:,} at QoS 1; {landed:,} landed (zero loss: {landed == 2 * n})")
+    print(f"straight to /write              {base:>9,.0f} points/s")
+    print(f"one publisher alone (ceiling)   {alone:>9,.0f} messages/s")
+    print(
+        f"live, through pitelemetry       {live:>9,.0f} messages/s  ratio to /write "
+        f"{live / base:.2f}, to the publisher alone {live / alone:.2f}"
+    )
+    print(
+        f"backlog drained by pitelemetry  {backlog:>9,.0f} messages/s  ratio to /write "
+        f"{backlog / base:.2f}"
+    )
+    print(
+        f"daemon peak RSS {max(live_kb, backlog_kb) / 1024:.1f} MB  (target <= 60 MB; "
+        "target rate >= 20,000/s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
