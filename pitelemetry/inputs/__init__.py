@@ -42,10 +42,11 @@ class Input:
     def from_config(
         cls, config: InputConfig, agent: AgentConfig, *, time_ns: Callable[[], int]
     ) -> Input:
-        """Build the input from its config. ``time_ns`` is the agent's clock, for inputs
-        that stamp each reading; override to pass ``agent.state_dir`` and the like."""
-        del agent, time_ns
-        return cls(config.options)  # type: ignore[call-arg]
+        """Build the input from its config. Every input's constructor takes its options
+        and ``time_ns``, the agent's clock, to stamp each reading; override this to pass
+        more (``agent.state_dir`` for state that outlives a restart)."""
+        del agent
+        return cls(config.options, time_ns=time_ns)  # type: ignore[call-arg]
 
     def start(self, emit: Emit) -> None:
         """Called once when the daemon starts. Inputs that see events as they happen

@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from pitelemetry.config import AgentConfig, InputConfig
 from pitelemetry.inputs import Input, InputError
 from pitelemetry.inputs.sensors import access_hint
 from pitelemetry.point import Point
@@ -171,13 +170,6 @@ class BME280Input(Input):
         self._calibration: Calibration | None = None
         self.device = f"/dev/i2c-{self.options.bus}"
         self.sensor = f"{self.device}@0x{self.options.address:02x}"
-
-    @classmethod
-    def from_config(
-        cls, config: InputConfig, agent: AgentConfig, *, time_ns: Callable[[], int]
-    ) -> BME280Input:
-        del agent
-        return cls(config.options, time_ns=time_ns)
 
     def collect(self) -> Iterator[Point]:
         try:

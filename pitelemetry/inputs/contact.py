@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pitelemetry.config import AgentConfig, Duration, InputConfig
+from pitelemetry.config import Duration
 from pitelemetry.inputs import Emit, Input, InputError
 from pitelemetry.inputs.sensors import open_gpio_input
 from pitelemetry.point import Point
@@ -74,13 +74,6 @@ class ContactInput(Input):
         self._lock = threading.Lock()
         self._state: bool | None = None
         self.changes = 0
-
-    @classmethod
-    def from_config(
-        cls, config: InputConfig, agent: AgentConfig, *, time_ns: Callable[[], int]
-    ) -> ContactInput:
-        del agent
-        return cls(config.options, time_ns=time_ns)
 
     def start(self, emit: Emit) -> None:
         self._emit = emit

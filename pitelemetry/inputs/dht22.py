@@ -35,7 +35,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pitelemetry.config import AgentConfig, InputConfig
 from pitelemetry.inputs import Input, InputError
 from pitelemetry.point import Point
 
@@ -83,13 +82,6 @@ class DHT22Input(Input):
         self._sleep = sleep
         self._time_ns = time_ns
         self.bad_reads = 0
-
-    @classmethod
-    def from_config(
-        cls, config: InputConfig, agent: AgentConfig, *, time_ns: Callable[[], int]
-    ) -> DHT22Input:
-        del agent
-        return cls(config.options, time_ns=time_ns)
 
     def _device(self) -> Path:
         if self.options.device:

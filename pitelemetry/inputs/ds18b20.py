@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pitelemetry.config import AgentConfig, InputConfig
 from pitelemetry.inputs import Input, InputError
 from pitelemetry.inputs.sensors import SensorWatch
 from pitelemetry.point import Point
@@ -97,13 +96,6 @@ class DS18B20Input(Input):
         self._time_ns = time_ns
         self._watch = SensorWatch("ds18b20")
         self._last_mc: dict[str, int] = {}
-
-    @classmethod
-    def from_config(
-        cls, config: InputConfig, agent: AgentConfig, *, time_ns: Callable[[], int]
-    ) -> DS18B20Input:
-        del agent
-        return cls(config.options, time_ns=time_ns)
 
     def collect(self) -> Iterator[Point]:
         if not self.devices.is_dir():

@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pitelemetry.config import AgentConfig, InputConfig
 from pitelemetry.inputs import Input, InputError
 from pitelemetry.point import Point
 
@@ -80,13 +79,6 @@ class MCP3008Input(Input):
         self._open_adc = open_adc
         self._time_ns = time_ns
         self._adc: Any = None
-
-    @classmethod
-    def from_config(
-        cls, config: InputConfig, agent: AgentConfig, *, time_ns: Callable[[], int]
-    ) -> MCP3008Input:
-        del agent
-        return cls(config.options, time_ns=time_ns)
 
     def scale(self, raw: float) -> float:
         o = self.options

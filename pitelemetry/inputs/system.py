@@ -55,7 +55,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pitelemetry.config import AgentConfig, InputConfig
 from pitelemetry.inputs import Input, InputError
 from pitelemetry.logs import StateLog
 from pitelemetry.point import Point
@@ -127,13 +126,6 @@ class SystemInput(Input):
         self._last_cpu: dict[str, list[int]] = {}
         with contextlib.suppress(OSError):  # reported by the first collect()
             self._last_cpu = self._read_cpu_times()
-
-    @classmethod
-    def from_config(
-        cls, config: InputConfig, agent: AgentConfig, *, time_ns: Callable[[], int]
-    ) -> SystemInput:
-        del agent
-        return cls(config.options, time_ns=time_ns)
 
     def collect(self) -> Iterator[Point]:
         readers: tuple[Callable[[int], Iterator[Point]], ...] = (
