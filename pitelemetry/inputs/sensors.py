@@ -24,7 +24,6 @@ class SensorWatch:
         self.input_name = input_name
         self._state = StateLog(log)
         self._seen: set[str] = set()
-        self.errors = 0
 
     def ok(self, sensor: str) -> list[Point]:
         """``sensor`` read fine; an event if it had been lost."""
@@ -38,8 +37,7 @@ class SensorWatch:
         return []
 
     def failed(self, sensor: str, problem: str) -> list[Point]:
-        """``sensor`` could not be read: log once, count, an event when it is lost."""
-        self.errors += 1
+        """``sensor`` could not be read: log once, and an event when it is lost."""
         if self._state.report(sensor, f"{self.input_name}: {sensor}: {problem}"):
             return [_event("sensor_lost", f"{sensor} lost", self.input_name, sensor, problem)]
         return []
