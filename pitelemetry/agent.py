@@ -106,7 +106,9 @@ class Agent:
         """An annotation for Grafana: measurement ``events``, tag ``kind``."""
         point = Point("events", {"title": title, "text": text}, {"kind": kind})
         mark = None if self.clock.trusted() else self.clock.mark()
-        self.pipeline.submit([self._events.encode(point, self.clock.time_ns())], mark)
+        # Called from the writer thread too (outage begin and end): never block there.
+        line = self._events.encode(point, self.clock.time_ns())
+        self.pipeline.submit([line], mark, block=False)
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         del frame

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pitelemetry import health
 from pitelemetry.config import Config, InputConfig
 
 SCHEMA_VERSION = 41
@@ -366,7 +367,7 @@ def agent(board: Board) -> Board:
     board.add(timeseries("Points per second", [_target(rates)], "short", minimum=0))
     spool = _select('last("spool_points") AS "points in the spool"', "pitelemetry", scope)
     board.add(timeseries("Spool depth", [_target(spool)], "short", minimum=0))
-    reasons = ("rejected", "spool_full", "too_large", "clock", "spool_error")
+    reasons = health.DROP_REASONS
     drops = _select(
         ", ".join(f'last("dropped_{r}") AS "{r}"' for r in reasons), "pitelemetry", scope
     )

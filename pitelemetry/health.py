@@ -8,7 +8,8 @@ tags                      fields
 ========================= ====================================================================
 ``scope=agent``           ``collected``, ``written``, ``spooled``, ``replayed``,
                           ``dropped`` and ``dropped_<reason>`` (``rejected``, ``spool_full``,
-                          ``too_large``, ``clock``, ``spool_error``), ``write_failures``,
+                          ``too_large``, ``clock``, ``spool_error``, ``queue_full``),
+                          ``write_failures``,
                           ``spool_points``, ``spool_bytes``, ``write_latency_ms``,
                           ``clock_trusted``, ``rss_bytes``, ``uptime_s``
 ``scope=input``,          ``collections``, ``errors``, ``points``, ``bad_points``,
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from pitelemetry.agent import Agent
 
 STATE_FILE = "status.json"
-DROP_REASONS = ("rejected", "spool_full", "too_large", "clock", "spool_error")
+DROP_REASONS = ("rejected", "spool_full", "too_large", "clock", "spool_error", "queue_full")
 
 
 def snapshot(agent: Agent) -> dict[str, Any]:

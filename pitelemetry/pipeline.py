@@ -130,13 +130,23 @@ class Pipeline:
     # -- producer side --------------------------------------------------------------------
 
     def submit(
-        self, lines: list[str], mark: ClockMark | None = None, on_durable: Durable | None = None
+        self,
+        lines: list[str],
+        mark: ClockMark | None = None,
+        on_durable: Durable | None = None,
+        *,
+        block: bool = True,
     ) -> None:
         """Queue one collection's lines; blocks while the writer is far behind, which is
         the back-pressure a flood of messages meets. ``on_durable`` is called (on the
         writer thread) once the lines are written to InfluxDB or fsync-ed to the spool,
-        or refused by InfluxDB for good; never if they are lost."""
-        self._queue.put((lines, mark, on_durable))
+        or refused by InfluxDB for good; never if they are lost. ``block=False`` is for
+        the writer thread itself (outage annotations): it must never wait on its own
+        queue, so when the queue is full those lines are dropped and counted."""
+        try:
+            self._queue.put((lines, mark, on_durable), block=block)
+        except queue.Full:
+            self.stats.drop("queue_full", len(lines))
 
     # -- writer thread --------------------------------------------------------------------
 

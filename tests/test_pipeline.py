@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pitelemetry.clock import FLOOR_NS, Clock, ClockMark
-from pitelemetry.pipeline import Pipeline
+from pitelemetry.pipeline import QUEUE_CHUNKS, Pipeline
 from pitelemetry.spool import DiskSpool, MemorySpool, Spool
 from pitelemetry.writer import RejectedError, RetryableError, TooLargeError, V1Writer
 from tests.servers import InfluxDB1
@@ -301,3 +301,10 @@ def test_on_durable_runs_for_points_influxdb_refused_for_good(tmp_path: Path) ->
     pipeline.submit(["a"], None, lambda: done.append("a"))
     pipeline.stop(1)
     assert done == ["a"]  # resending would fail the same way
+
+
+def test_the_writer_thread_never_blocks_on_its_own_queue(tmp_path: Path) -> None:
+    pipeline = pipeline_with(FakeWriter(), tmp_path)
+    for _ in range(QUEUE_CHUNKS + 10):  # more than the queue holds
+        pipeline.submit(["event"], None, block=False)
+    assert pipeline.stats.dropped == {"queue_full": 10}
