@@ -101,6 +101,8 @@ class Agent:
         self._reload = False
         self._problems = StateLog(log)
         self._clock_was_trusted = False
+        # A write may take its timeout, a few times over while splitting a batch.
+        self._writer_grace = max(30.0, 3 * config.influxdb.timeout)
 
     def event(self, kind: str, title: str, text: str) -> None:
         """An annotation for Grafana: measurement ``events``, tag ``kind``."""
@@ -151,7 +153,14 @@ class Agent:
                 self._write_state()
                 self.notifier.notify(f"STATUS={self.summary()}")
                 next_state = time.monotonic() + STATE_EVERY_S
-            self.notifier.notify("WATCHDOG=1")
+            if self.pipeline.alive(self._writer_grace):
+                self.notifier.notify("WATCHDOG=1")
+            else:
+                self._problems.report(
+                    "writer",
+                    "the writer thread is stuck; no watchdog ping, so systemd restarts the service",
+                    logging.ERROR,
+                )
             self._stop.wait(min(1.0, idle))
         self.notifier.notify("STOPPING=1")
         self.event("stop", "pitelemetry stopping", "reload" if self._reload else "stop")

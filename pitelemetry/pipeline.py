@@ -121,6 +121,7 @@ class Pipeline:
         self._problems = StateLog(log)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.heartbeat = monotonic()  # the writer loop's last turn
         # Read by the main thread (status, health points); set on the writer thread.
         self.spool_points = 0
         self.spool_bytes = 0
@@ -148,6 +149,13 @@ class Pipeline:
         except queue.Full:
             self.stats.drop("queue_full", len(lines))
 
+    def alive(self, within: float) -> bool:
+        """Whether the writer thread turned its loop in the last ``within`` seconds (a
+        write that hangs past every timeout must not keep the watchdog fed)."""
+        thread = self._thread
+        running = thread is None or thread.is_alive()
+        return running and self._monotonic() - self.heartbeat <= within
+
     # -- writer thread --------------------------------------------------------------------
 
     def start(self) -> None:
@@ -157,6 +165,7 @@ class Pipeline:
     def _run(self) -> None:
         next_flush = self._monotonic() + self.flush_interval
         while not self._stop.is_set():
+            self.heartbeat = self._monotonic()
             replaying = self.spool.lines > 0 and not self._backing_off()
             due = min(next_flush, self._ack_due)
             timeout = 0.0 if replaying else max(0.0, min(due - self._monotonic(), 0.5))

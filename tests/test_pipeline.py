@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -308,3 +309,29 @@ def test_the_writer_thread_never_blocks_on_its_own_queue(tmp_path: Path) -> None
     for _ in range(QUEUE_CHUNKS + 10):  # more than the queue holds
         pipeline.submit(["event"], None, block=False)
     assert pipeline.stats.dropped == {"queue_full": 10}
+
+
+def test_a_stuck_writer_thread_is_seen(tmp_path: Path) -> None:
+    now = [0.0]
+    release = threading.Event()
+
+    class Hangs(FakeWriter):
+        def write(self, lines: list[str]) -> None:
+            release.wait()
+
+    pipeline = Pipeline(
+        Hangs(),
+        MemorySpool(10**6),
+        trusted_clock(tmp_path),
+        batch_size=1,
+        flush_interval=60,
+        monotonic=lambda: now[0],
+    )
+    pipeline.start()
+    assert pipeline.alive(within=30)
+    pipeline.submit(["x"])
+    time.sleep(0.2)  # the writer is now inside the hung write
+    now[0] += 31
+    assert not pipeline.alive(within=30)
+    release.set()
+    pipeline.stop(1)
