@@ -152,7 +152,9 @@ class DiskSpool:
     ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
-        self.segment_bytes = segment_bytes or max(64 * 1024, min(4 * 1024 * 1024, max_bytes // 8))
+        # About eight segments under the cap, so dropping the oldest one keeps the spool
+        # within an eighth of it (the newest segment is never dropped).
+        self.segment_bytes = segment_bytes or max(1, min(4 * 1024 * 1024, max_bytes // 8))
         self._dropped = 0
         self._segments: collections.deque[_Segment] = collections.deque()
         self._append_handle: BinaryIO | None = None

@@ -163,3 +163,15 @@ def test_kill_9_never_loses_what_was_handed_over(tmp_path: Path) -> None:
         assert records[: last + 1] == [
             [f"m,host=pi v={i}i {i}", f"n v={i} {i}"] for i in range(last + 1)
         ]
+
+
+def test_the_cap_holds_with_the_default_segment_size(tmp_path: Path) -> None:
+    spool = DiskSpool(tmp_path, max_bytes=4096)
+    record = [f"cpu,host=pi usage_pct={i}.5 {1_795_300_000_000_000_000 + i}" for i in range(5)]
+    largest = 0
+    for i in range(300):
+        spool.append([line.replace("usage_pct=", f"usage_pct={i}") for line in record])
+        largest = max(largest, spool.bytes)
+    assert spool.dropped > 0
+    assert largest <= 4096 + 512  # the cap, and at most the newest segment over it
+    spool.close()
