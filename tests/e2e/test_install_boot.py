@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,7 +25,6 @@ from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-MIRROR = os.environ.get("PITELEMETRY_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 CACHE = Path(os.environ.get("PITELEMETRY_ROOTFS_CACHE", "/var/cache/pitelemetry-test"))
 INCLUDE = "systemd,systemd-sysv,dbus,python3,python3-venv,ca-certificates,procps"
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -47,6 +47,20 @@ WantedBy=multi-user.target
 """
 
 
+def debian_mirror() -> str:
+    """The Debian mirror this machine's apt uses (``$PITELEMETRY_DEBIAN_MIRROR`` wins)."""
+    if os.environ.get("PITELEMETRY_DEBIAN_MIRROR"):
+        return os.environ["PITELEMETRY_DEBIAN_MIRROR"]
+    sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    pattern = re.compile(r"(?:^URIs:\s*|^deb\s+(?:\[[^\]]*\]\s+)?)(\S+/debian)/?\s", re.M)
+    for path in sources:
+        if path.is_file():
+            found = pattern.search(path.read_text() + "\n")
+            if found:
+                return found.group(1)
+    pytest.fail("no Debian mirror in /etc/apt; set PITELEMETRY_DEBIAN_MIRROR", pytrace=False)
+
+
 def need(binary: str, package: str) -> str:
     path = shutil.which(binary)
     if path is None:
@@ -66,7 +80,14 @@ def rootfs(release: str) -> Path:
     shutil.rmtree(building, ignore_errors=True)
     CACHE.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [debootstrap, "--variant=minbase", f"--include={INCLUDE}", release, str(building), MIRROR],
+        [
+            debootstrap,
+            "--variant=minbase",
+            f"--include={INCLUDE}",
+            release,
+            str(building),
+            debian_mirror(),
+        ],
         check=True,
         capture_output=True,
         timeout=900,
