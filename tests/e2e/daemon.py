@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from tests.conftest import FIXTURES
 
 SYSTEM_INPUT = '[[inputs.system]]\ntags = { site = "lab" }'
 
@@ -34,9 +38,26 @@ runtime_dir = "{workdir}/run"
     return path
 
 
+def sensor_sys_tree(workdir: Path, *, pi: bool = False) -> Path:
+    """A ``HOST_SYS`` tree with the 1-Wire and IIO fixtures (and a Pi's thermal zone and
+    throttling files with ``pi``)."""
+    root = workdir / "sys"
+    if pi:
+        shutil.copytree(FIXTURES / "system" / "pi" / "sys", root)
+    shutil.copytree(FIXTURES / "w1", root, dirs_exist_ok=True)
+    shutil.copytree(FIXTURES / "iio", root, dirs_exist_ok=True)
+    return root
+
+
+def sensor_env(sys_root: Path) -> dict[str, str]:
+    """The daemon's environment for fixture sensors: that sysfs, gpiozero's mock pins."""
+    return {**os.environ, "HOST_SYS": str(sys_root), "GPIOZERO_PIN_FACTORY": "mock"}
+
+
 class Daemon:
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
         self.config = config
+        self.env = env
         self.process: subprocess.Popen[str] | None = None
         self.stderr = ""
 
@@ -46,6 +67,7 @@ class Daemon:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            env=self.env,
         )
         return self
 

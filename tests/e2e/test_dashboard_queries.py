@@ -5,12 +5,7 @@ would. A query that returns nothing is a broken panel."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,8 +13,7 @@ import pytest
 
 from pitelemetry import dashboards
 from pitelemetry.config import load
-from tests.conftest import FIXTURES
-from tests.e2e.daemon import write_config
+from tests.e2e.daemon import Daemon, sensor_env, sensor_sys_tree, write_config
 from tests.servers import InfluxDB1
 
 pytestmark = pytest.mark.e2e
@@ -67,24 +61,13 @@ def expand(query: str, host: str) -> str:
 def test_every_dashboard_query_returns_data(
     tmp_path: Path, influxdb: InfluxDB1, database: str
 ) -> None:
-    sys_root = tmp_path / "sys"
-    shutil.copytree(FIXTURES / "system" / "pi" / "sys", sys_root)  # a Pi's thermal, throttling
-    shutil.copytree(FIXTURES / "w1", sys_root, dirs_exist_ok=True)
-    shutil.copytree(FIXTURES / "iio", sys_root, dirs_exist_ok=True)
+    sys_root = sensor_sys_tree(tmp_path, pi=True)  # a Pi's thermal zone and throttling too
     config_path = write_config(
         tmp_path, f'url = "{influxdb.url}"\ndatabase = "{database}"', inputs=INPUTS
     )
-    env = {**os.environ, "HOST_SYS": str(sys_root), "GPIOZERO_PIN_FACTORY": "mock"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pitelemetry", "run", "--config", str(config_path)],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    daemon = Daemon(config_path, sensor_env(sys_root)).start()
     time.sleep(6)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 0, stderr
+    assert daemon.stop() == 0, daemon.stderr
 
     config = load(config_path, environ={})
     boards = dashboards.generate(config)

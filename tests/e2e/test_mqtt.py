@@ -28,6 +28,14 @@ timestamp_field = "ts"
 """
 
 
+def burst_config(tmp_path: Path, influxdb: InfluxDB1, database: str, broker: Mosquitto) -> Path:
+    return write_config(
+        tmp_path,
+        f'url = "{influxdb.url}"\ndatabase = "{database}"',
+        inputs=BURST_RULE.format(port=broker.port),
+    )
+
+
 def publisher(broker: Mosquitto) -> Any:
     client = paho.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
@@ -126,11 +134,7 @@ def test_each_preset_end_to_end(
 def test_a_10000_message_burst_arrives_complete(
     tmp_path: Path, influxdb: InfluxDB1, database: str, mosquitto: Mosquitto
 ) -> None:
-    config = write_config(
-        tmp_path,
-        f'url = "{influxdb.url}"\ndatabase = "{database}"',
-        inputs=BURST_RULE.format(port=mosquitto.port),
-    )
+    config = burst_config(tmp_path, influxdb, database, mosquitto)
     daemon = Daemon(config).start()
     client = publisher(mosquitto)
     try:
@@ -147,11 +151,7 @@ def test_a_10000_message_burst_arrives_complete(
 def test_kill_9_mid_burst_loses_nothing(
     tmp_path: Path, influxdb: InfluxDB1, database: str, mosquitto: Mosquitto
 ) -> None:
-    config = write_config(
-        tmp_path,
-        f'url = "{influxdb.url}"\ndatabase = "{database}"',
-        inputs=BURST_RULE.format(port=mosquitto.port),
-    )
+    config = burst_config(tmp_path, influxdb, database, mosquitto)
     daemon = Daemon(config).start()
     client = publisher(mosquitto)
     try:
@@ -180,11 +180,7 @@ def test_kill_9_mid_burst_loses_nothing(
 def test_the_input_reconnects_and_resubscribes_after_a_broker_restart(
     tmp_path: Path, influxdb: InfluxDB1, database: str, mosquitto: Mosquitto
 ) -> None:
-    config = write_config(
-        tmp_path,
-        f'url = "{influxdb.url}"\ndatabase = "{database}"',
-        inputs=BURST_RULE.format(port=mosquitto.port),
-    )
+    config = burst_config(tmp_path, influxdb, database, mosquitto)
     daemon = Daemon(config).start()
     try:
         subscribed(daemon)

@@ -3,18 +3,12 @@ mock pins, writing into the real InfluxDB."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES
-from tests.e2e.daemon import write_config
+from tests.e2e.daemon import Daemon, sensor_env, sensor_sys_tree, write_config
 from tests.servers import InfluxDB1
 
 pytestmark = pytest.mark.e2e
@@ -40,23 +34,13 @@ name = "front_door"
 
 
 def test_sensor_readings_reach_influxdb(tmp_path: Path, influxdb: InfluxDB1, database: str) -> None:
-    sys_root = tmp_path / "sys"
-    shutil.copytree(FIXTURES / "w1", sys_root)
-    shutil.copytree(FIXTURES / "iio", sys_root, dirs_exist_ok=True)
     config = write_config(
         tmp_path, f'url = "{influxdb.url}"\ndatabase = "{database}"', inputs=INPUTS
     )
-    env = {**os.environ, "HOST_SYS": str(sys_root), "GPIOZERO_PIN_FACTORY": "mock"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pitelemetry", "run", "--config", str(config)],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    daemon = Daemon(config, sensor_env(sensor_sys_tree(tmp_path))).start()
     time.sleep(4)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 0, stderr
+    assert daemon.stop() == 0, daemon.stderr
+    stderr = daemon.stderr
 
     def values(query: str) -> dict[str, float]:
         return {r["name"]: r["v"] for r in influxdb.rows(query, database)}
