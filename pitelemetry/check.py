@@ -90,3 +90,5 @@ def _check_inputs(config: Config) -> Iterator[CheckResult]:
             yield CheckResult(item.config.name, False, stats.last_error)
         else:
             yield CheckResult(item.config.name, True, f"{stats.points} points")
+        for subject, ok, detail in item.input.checks():
+            yield CheckResult(f"{item.config.name} {subject}", ok, detail)

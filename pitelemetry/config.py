@@ -377,7 +377,12 @@ def parse(data: Mapping[str, Any], path: Path | str, environ: Mapping[str, str])
             shared = {k: table[k] for k in _SHARED_INPUT_KEYS if k in table}
             own = {k: v for k, v in table.items() if k not in shared}
             common = parser.section(_InputCommon, shared, where)
-            interval = common.interval or agent.interval
+            interval = (
+                common.interval or getattr(options_cls, "default_interval", 0) or agent.interval
+            )
+            options = parser.section(options_cls, own, where, _SHARED_INPUT_KEYS)
+            for key, problem in getattr(options, "problems", tuple)():
+                raise parser.error(f"{where}.{key}", problem)
             inputs.append(
                 InputConfig(
                     type=kind,
@@ -385,7 +390,7 @@ def parse(data: Mapping[str, Any], path: Path | str, environ: Mapping[str, str])
                     interval=interval,
                     timeout=common.timeout or interval,
                     tags=common.tags,
-                    options=parser.section(options_cls, own, where, _SHARED_INPUT_KEYS),
+                    options=options,
                 )
             )
     return Config(str(path), agent, influxdb, grafana, tuple(inputs))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.quote_server import QuoteServer
 from tests.servers import InfluxDB1, MissingServerError, Mosquitto, Server, VictoriaMetrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,3 +63,11 @@ def database(influxdb: InfluxDB1) -> Iterator[str]:
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture
+def quotes() -> Iterator[QuoteServer]:
+    """A local HTTP server answering like a quote provider, from recorded bodies."""
+    server = QuoteServer()
+    yield server
+    server.close()

@@ -2,7 +2,8 @@
 :mod:`pitelemetry.inputs.registry`.
 
 An input is a class with a frozen ``Options`` dataclass (its config keys, validated by
-:mod:`pitelemetry.config`) and a ``collect()`` method that yields fresh
+:mod:`pitelemetry.config`, which also reports what its ``problems()`` method yields and
+uses its ``default_interval``) and a ``collect()`` method that yields fresh
 :class:`~pitelemetry.point.Point` objects every call. Inputs never talk to InfluxDB.
 Everything an input touches outside the process (a sysfs root, a bus, a clock, an HTTP
 session) is a keyword argument of its constructor that defaults to the real thing, so
@@ -58,6 +59,11 @@ class Input:
     def collect(self) -> Iterable[Point]:
         """Read the source now and yield its points, stamped when read."""
         raise NotImplementedError
+
+    def checks(self) -> Iterable[tuple[str, bool, str]]:
+        """(subject, ok, detail) lines an input adds to ``pitelemetry check`` beyond its
+        trial collection (the stocks input's quota plan). The default adds none."""
+        return ()
 
     def close(self) -> None:
         """Release handles (GPIO pins, connections). The default has none."""

@@ -20,6 +20,7 @@ INPUTS: dict[str, str] = {
     "contact": "pitelemetry.inputs.contact:ContactInput",
     "mcp3008": "pitelemetry.inputs.mcp3008:MCP3008Input",
     "mqtt": "pitelemetry.inputs.mqtt:MQTTInput",
+    "stocks": "pitelemetry.inputs.stocks:StocksInput",
 }
 
 
