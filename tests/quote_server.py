@@ -46,7 +46,7 @@ class QuoteServer:
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_GET(self) -> None:
                 url = urllib.parse.urlsplit(self.path)
                 query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
                 server.requests.append(Request(url.path, query, dict(self.headers)))
@@ -59,7 +59,7 @@ class QuoteServer:
                 self.end_headers()
                 self.wfile.write(answer.body)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 del format, args
 
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
