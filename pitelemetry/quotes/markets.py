@@ -164,7 +164,7 @@ def _exchange(code: str, tz: str, hours: str, calendar: str, currency: str) -> E
     return Exchange(code, tz, opens, closes, calendar, currency)
 
 
-_NYSE = Exchange(
+NYSE = Exchange(
     "NYSE",
     "America/New_York",
     dt.time(9, 30),
@@ -175,12 +175,12 @@ _NYSE = Exchange(
     _nyse_early_days,
 )
 MARKETS: dict[str, Market] = {
-    "NYSE": _NYSE,
+    "NYSE": NYSE,
     "NASDAQ": Exchange(
         "NASDAQ",
-        _NYSE.timezone,
-        _NYSE.opens,
-        _NYSE.closes,
+        NYSE.timezone,
+        NYSE.opens,
+        NYSE.closes,
         "XNAS",
         "USD",
         dt.time(13),

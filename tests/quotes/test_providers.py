@@ -17,11 +17,10 @@ from pitelemetry.quotes import (
     ServerError,
     UnknownSymbolError,
 )
-from pitelemetry.quotes.markets import MARKETS
+from pitelemetry.quotes.markets import NYSE
 from pitelemetry.quotes.providers import PROVIDERS, Provider
 from tests.quote_server import QuoteServer
 
-NYSE = MARKETS["NYSE"]
 NOW = dt.datetime(2026, 11, 20, 15, 0, tzinfo=dt.UTC).timestamp()
 MIDNIGHT = dt.datetime(2026, 11, 21, tzinfo=dt.UTC).timestamp()
 
