@@ -208,12 +208,12 @@ class Source:
         self.why = why
 
 
-_BUDGETS: dict[tuple[str, str], Budget] = {}
+_BUDGETS: dict[tuple[str, str, Path | None], Budget] = {}
 
 
 def shared_budget(provider: Provider, state_dir: Path | None) -> Budget:
-    """One budget per provider and key in the process: two inputs share a quota."""
-    key = (provider.name, provider.api_key)
+    """One budget per provider, key and state directory: two inputs share a quota."""
+    key = (provider.name, provider.api_key, state_dir)
     if key not in _BUDGETS:
         state = state_dir / f"quota-{provider.name}.json" if state_dir else None
         _BUDGETS[key] = Budget(provider.limits, state)
