@@ -32,6 +32,7 @@ commands:
   status  what the running daemon is doing: writes, spool, clock, each input
   provision  create the InfluxDB database and the Grafana data source and dashboards
   sensors find attached sensors and print a config snippet for them
+  backfill  write the configured symbols' daily history (--days N) to InfluxDB
 """
 
 
@@ -64,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", parents=[common], help="show the daemon's state")
     status.add_argument("--json", action="store_true", help="the raw state, for scripts")
     commands.add_parser("sensors", parents=[common], help="find sensors, print a config snippet")
+    back = commands.add_parser(
+        "backfill", parents=[common], help="write the quotes' daily history to InfluxDB"
+    )
+    back.add_argument(
+        "--days", type=int, default=30, metavar="N", help="how many days back (default: 30)"
+    )
     prov = commands.add_parser(
         "provision", parents=[common], help="set up InfluxDB and Grafana from the config"
     )
@@ -117,8 +124,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _status(config, as_json=args.json)
     if args.command == "provision":
         return _provision(config, args)
+    if args.command == "backfill":
+        return _backfill(config, args.days)
     handler = {"run": _run, "once": _once, "check": _check}[args.command]
     return handler(config)
+
+
+def _backfill(config: Config, days: int) -> int:
+    from pitelemetry.backfill import backfill  # noqa: PLC0415
+
+    if not any(item.type == "stocks" for item in config.inputs):
+        print(f"pitelemetry backfill: no [[inputs.stocks]] in {config.path}", file=sys.stderr)
+        return EXIT_USAGE
+    if days < 1:
+        print("pitelemetry backfill: --days must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_FAILURE if backfill(config, days) else EXIT_OK
 
 
 def _run(config: Config) -> int:

@@ -5,6 +5,8 @@ configured.
   throttling bands, load, memory, disks, network, under-voltage and throttling.
 * "Home" (with any sensor input): one panel per named sensor, meters as power and daily
   energy (or flow and daily volume), contacts as state timelines.
+* "Markets" (with ``[[inputs.stocks]]``): a price panel per symbol, the day's change,
+  and the portfolio's value and gains when holdings are configured.
 * "pitelemetry": the agent's own health: points written, spool depth, drops, write
   latency, per-input duration and errors.
 
@@ -220,6 +222,9 @@ def generate(config: Config) -> list[dict[str, Any]]:
     sensors = [i for i in config.inputs if i.type in SENSOR_INPUTS]
     if sensors:
         boards.append(home(Board("pitelemetry-home", "Home", datasource), sensors))
+    stocks = [i for i in config.inputs if i.type == "stocks"]
+    if stocks:
+        boards.append(markets(Board("pitelemetry-markets", "Markets", datasource), stocks))
     boards.append(agent(Board("pitelemetry-agent", "pitelemetry", datasource)))
     return [board.build() for board in boards]
 
@@ -353,6 +358,67 @@ def _sensor_panels(item: InputConfig) -> Iterator[dict[str, Any]]:
         yield timeseries(
             f"{name} {item.options.field}", [_target(query, alias="$tag_host")], "short"
         )
+
+
+# Currencies with a Grafana unit ("currencyUSD"); others show plain numbers.
+CURRENCY_UNITS = frozenset(
+    {"USD", "EUR", "GBP", "JPY", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK", "ZAR", "INR"}
+    | {"KRW", "BRL", "ILS", "TRY"}
+)
+MAX_PRICE_PANELS = 24  # beyond this, one panel of all prices
+
+
+def _currency_unit(currency: str) -> str:
+    return f"currency{currency}" if currency in CURRENCY_UNITS else "short"
+
+
+def markets(board: Board, inputs: list[InputConfig]) -> Board:
+    """A price panel per symbol (each on its own scale), the day's change of all,
+    and the portfolio when holdings are configured."""
+    from pitelemetry.quotes.markets import market_for  # noqa: PLC0415 - stocks users only
+
+    symbols: dict[str, str] = {}
+    holdings = False
+    base = ""
+    for item in inputs:
+        options = item.options
+        base = base or options.base_currency
+        for symbol in options.all_symbols:
+            instrument = options.instruments.get(symbol)
+            currency = instrument.currency if instrument else ""
+            holdings = holdings or bool(instrument and instrument.quantity)
+            symbols[symbol] = currency or market_for(symbol).currency
+    if len(symbols) <= MAX_PRICE_PANELS:
+        for symbol, currency in symbols.items():
+            query = _select('last("price")', "quote", f'"symbol" = {_quote(symbol)}')
+            board.add(
+                timeseries(symbol, [_target(query, alias="$tag_host")], _currency_unit(currency)),
+                width=8,
+            )
+    else:
+        query = _select('last("price")', "quote", "", '"symbol"')
+        board.add(timeseries("Prices", [_target(query, alias="$tag_symbol")], "short"), 24)
+    change = _select('last("change_pct")', "quote", "", '"symbol"')
+    board.add(
+        timeseries("Change on the day", [_target(change, alias="$tag_symbol")], "percent"),
+        width=24,
+    )
+    if holdings:
+        value = _select('last("value")', "portfolio_total", "\"scope\" = 'currency'", '"currency"')
+        board.add(timeseries("Portfolio value", [_target(value, alias="$tag_currency")], "short"))
+        gain = _select('last("gain_pct")', "portfolio", "", '"symbol"')
+        board.add(timeseries("Gain per position", [_target(gain, alias="$tag_symbol")], "percent"))
+        if base:
+            total = _select('last("value")', "portfolio_total", "\"scope\" = 'all'")
+            board.add(
+                timeseries(
+                    f"Portfolio value in {base}",
+                    [_target(total, alias="$tag_host")],
+                    _currency_unit(base),
+                ),
+                width=24,
+            )
+    return board
 
 
 def agent(board: Board) -> Board:
