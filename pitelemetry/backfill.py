@@ -154,7 +154,7 @@ def bar_points(tracked: Tracked, provider: str, bars: list[Bar]) -> Iterator[Poi
     """``quote`` points from daily bars, each stamped at its session's close."""
     tags = {
         "symbol": tracked.symbol,
-        "currency": tracked.instrument.currency or tracked.market.currency,
+        "currency": tracked.currency,
         "exchange": tracked.instrument.exchange,
         "provider": provider,
     }

@@ -375,7 +375,10 @@ def _currency_unit(currency: str) -> str:
 def markets(board: Board, inputs: list[InputConfig]) -> Board:
     """A price panel per symbol (each on its own scale), the day's change of all,
     and the portfolio when holdings are configured."""
-    from pitelemetry.quotes.markets import market_for  # noqa: PLC0415 - stocks users only
+    from pitelemetry.quotes.markets import (  # noqa: PLC0415 - stocks users only
+        currency_for,
+        market_for,
+    )
 
     symbols: dict[str, str] = {}
     holdings = False
@@ -387,7 +390,8 @@ def markets(board: Board, inputs: list[InputConfig]) -> Board:
             instrument = options.instruments.get(symbol)
             currency = instrument.currency if instrument else ""
             holdings = holdings or bool(instrument and instrument.quantity)
-            symbols[symbol] = currency or market_for(symbol).currency
+            exchange = instrument.exchange if instrument else ""
+            symbols[symbol] = currency or currency_for(symbol, market_for(symbol, exchange))
     if len(symbols) <= MAX_PRICE_PANELS:
         for symbol, currency in symbols.items():
             query = _select('last("price")', "quote", f'"symbol" = {_quote(symbol)}')

@@ -310,8 +310,16 @@ def test_retention_policies_and_a_downsampled_point(
 def test_dashboards_fit_grafanas_dashboard_model(tmp_path: Path) -> None:
     from grafana_foundation_sdk.models.dashboard import Dashboard  # noqa: PLC0415
 
-    config = make_config(tmp_path, "http://127.0.0.1:8086", "x", "http://127.0.0.1:3000")
-    for dashboard in dashboards.generate(config):
+    make_config(tmp_path, "http://127.0.0.1:8086", "x", "http://127.0.0.1:3000")
+    path = tmp_path / "pitelemetry.toml"
+    with path.open("a") as config_file:
+        config_file.write(
+            '[[inputs.stocks]]\nsymbols = ["AAPL", "VOD.L"]\nbase_currency = "EUR"\n'
+            "[inputs.stocks.instruments.AAPL]\nquantity = 1\ncost_basis = 100.0\n"
+        )
+    boards = dashboards.generate(load(path, environ={}))
+    assert [b["title"] for b in boards] == ["Pi health", "Home", "Markets", "pitelemetry"]
+    for dashboard in boards:
         parsed = Dashboard.from_json(json.loads(json.dumps(dashboard)))
         again = json.loads(json.dumps(parsed.to_json(), default=_to_json))
         # Every key we write is a key of Grafana's model: none is dropped on the way

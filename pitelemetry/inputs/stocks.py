@@ -83,7 +83,7 @@ from pitelemetry.quotes import (
     UnknownSymbolError,
 )
 from pitelemetry.quotes.budget import Budget, Plan, plan
-from pitelemetry.quotes.markets import MARKETS, Market, market_for
+from pitelemetry.quotes.markets import MARKETS, Market, currency_for, market_for
 from pitelemetry.quotes.providers import PROVIDERS, Limits, Provider
 
 log = logging.getLogger(__name__)
@@ -187,6 +187,11 @@ class Tracked:
     last_time: int = 0  # the source time of the last quote written
     last_poll: float | None = None  # when a provider last answered with a quote
     last_quote: Quote | None = None
+
+    @property
+    def currency(self) -> str:
+        """The configured or presumed currency, for sources that do not say."""
+        return self.instrument.currency or currency_for(self.symbol, self.market)
 
 
 @dataclass
@@ -307,6 +312,8 @@ class StocksInput(Input):
         fresh = False
         for tracked in sorted(due, key=lambda t: t.last_poll or 0.0):
             result = self._fetch(tracked, deadline)
+            if result is None:
+                continue  # paced: asked at a later collection
             if isinstance(result, str):
                 failed.append(f"{tracked.symbol} ({result})")
                 continue
@@ -337,8 +344,10 @@ class StocksInput(Input):
             return False
         return tracked.last_poll is None or tracked.last_poll < snapshot.timestamp()
 
-    def _fetch(self, tracked: Tracked, deadline: float) -> tuple[Quote, str] | str:
-        """A quote from the first provider that has one, or why none did."""
+    def _fetch(self, tracked: Tracked, deadline: float) -> tuple[Quote, str] | str | None:
+        """A quote from the first provider that has one, why none did, or ``None`` when
+        the provider to ask next may not be asked before ``deadline`` (its pace, not a
+        failure: the symbol waits for a later collection rather than falling back)."""
         reasons = []
         for source in self.sources:
             name = source.name
@@ -358,7 +367,9 @@ class StocksInput(Input):
                 continue
             wait = source.budget.wait(symbol, now)
             if wait > 0 and self._monotonic() + wait > deadline:
-                reasons.append(f"{name}: waiting for its quota")
+                if not source.budget.day_used_up(now):
+                    return None
+                reasons.append(f"{name}: quota used up for the day")
                 continue
             if wait > 0:
                 self._sleep(wait)
@@ -402,7 +413,7 @@ class StocksInput(Input):
     def _point(self, tracked: Tracked, quote: Quote, provider: str) -> Point:
         tags = {
             "symbol": tracked.symbol,
-            "currency": quote.currency or tracked.instrument.currency or tracked.market.currency,
+            "currency": quote.currency or tracked.currency,
             "exchange": tracked.instrument.exchange or quote.exchange,
             "provider": provider,
         }
@@ -419,7 +430,7 @@ class StocksInput(Input):
             quote, instrument = tracked.last_quote, tracked.instrument
             if not instrument.quantity or quote is None:
                 continue
-            currency = quote.currency or instrument.currency or tracked.market.currency
+            currency = quote.currency or tracked.currency
             value = instrument.quantity * quote.price
             cost = instrument.cost_basis
             fields: dict[str, float] = {

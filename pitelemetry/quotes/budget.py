@@ -61,6 +61,12 @@ class Budget:
                 waits.append(last + limits.symbol_interval - now)
             return max(waits)
 
+    def day_used_up(self, now: float) -> bool:
+        """Whether the day's calls are spent (not merely paced within the minute)."""
+        with self._lock:
+            self._roll(now)
+            return bool(self.limits.per_day) and self._day_calls >= self.limits.per_day
+
     def spend(self, symbol: str, now: float) -> None:
         with self._lock:
             self._roll(now)

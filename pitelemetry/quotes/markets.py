@@ -241,3 +241,14 @@ def market_for(symbol: str, exchange: str = "") -> Market:
         if upper.endswith(suffix):
             return MARKETS[code]
     return MARKETS["NYSE"]
+
+
+def currency_for(symbol: str, market: Market) -> str:
+    """The currency a symbol is quoted in, when the provider does not say: the
+    exchange's, or the quote currency of a pair (``BTC-USD``, ``EURUSD=X``)."""
+    upper = symbol.upper()
+    if re.match(r"^[A-Z]{6}=X$", upper):
+        return upper[3:6]
+    if _CRYPTO.match(upper):
+        return upper.rsplit("-", 1)[1]
+    return market.currency
