@@ -76,7 +76,7 @@ per_cpu = true
             "[[inputs.thermometer]]",
             "inputs.thermometer",
             "unknown input type; known: bme280, contact, dht22, ds18b20, mcp3008, mqtt, pulse, "
-            "system",
+            "stocks, system",
         ),
         ("[[inputs.system]]\nper_cpu = 1", "inputs.system[0].per_cpu", "expected true or false"),
         (
