@@ -54,6 +54,7 @@ BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 60.0
 RETRY_AFTER_MAX_S = 600.0
 ACK_WITHIN_S = 0.05  # how soon lines someone waits on (an MQTT ack) are written
+ACK_BURST = 100  # ... or at once, when this many wait and no more are queued
 # Lines per spool record: a record is read whole while the backlog drains, so this bounds
 # the memory a drain needs (bench/replay), at a small cost in requests.
 SPOOL_RECORD_LINES = 1000
@@ -173,7 +174,12 @@ class Pipeline:
                 self._take(*self._queue.get(timeout=timeout))
             self._drain_queue()
             now = self._monotonic()
-            if len(self._pending) >= self.batch_size or now >= next_flush or now >= self._ack_due:
+            if (
+                len(self._pending) >= self.batch_size
+                or now >= next_flush
+                or now >= self._ack_due
+                or self._burst_waits()
+            ):
                 self.flush()
                 next_flush = self._monotonic() + self.flush_interval
             elif replaying:
@@ -206,6 +212,12 @@ class Pipeline:
         self._waiting = collections.deque((end - count, cb) for end, cb in waiting)
         if not self._waiting:
             self._ack_due = math.inf
+
+    def _burst_waits(self) -> bool:
+        """A burst of lines someone waits on has arrived and nothing follows it yet: write
+        now. The broker sends no more than its in-flight window before our acks, so
+        waiting out ``ACK_WITHIN_S`` would only idle both ends."""
+        return bool(self._waiting) and len(self._pending) >= ACK_BURST and self._queue.empty()
 
     def _drain_queue(self) -> None:
         while len(self._pending) < self.batch_size:

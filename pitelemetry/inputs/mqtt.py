@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 TRUE_WORDS = frozenset({"on", "true", "open", "yes"})
 FALSE_WORDS = frozenset({"off", "false", "closed", "no"})
 _PLACEHOLDER = re.compile(r"^\{(\w+)\}$")
+MAX_BURST = 1000  # messages handed to the pipeline at once, at most
 
 
 @dataclass(frozen=True)
@@ -133,23 +134,23 @@ class CompiledRule:
         if self.greedy_last:
             self.subscription = self.subscription[:-1] + "#"
         self.skips = [s.split("/") for s in rule.skip]
+        self.names = [m.group(1) if (m := _PLACEHOLDER.match(s)) else None for s in self.segments]
 
     def match(self, topic: list[str]) -> dict[str, str] | None:
         if any(_matches(skip, topic) for skip in self.skips):
             return None
         captured: dict[str, str] = {}
-        for index, pattern in enumerate(self.segments):
-            last = index == len(self.segments) - 1
+        last = len(self.segments) - 1
+        for index, (pattern, name) in enumerate(zip(self.segments, self.names, strict=True)):
             if pattern == "#":
                 return captured
             if index >= len(topic):
                 return None
-            placeholder = _PLACEHOLDER.match(pattern)
-            if placeholder and last and self.greedy_last:
-                captured[placeholder.group(1)] = "/".join(topic[index:])
+            if name is not None and index == last and self.greedy_last:
+                captured[name] = "/".join(topic[index:])
                 return captured
-            if placeholder:
-                captured[placeholder.group(1)] = topic[index]
+            if name is not None:
+                captured[name] = topic[index]
             elif pattern not in ("+", topic[index]):
                 return None
         return captured if len(topic) == len(self.segments) else None
@@ -190,6 +191,9 @@ def parse_payload(payload: bytes, rule: Rule) -> tuple[dict[str, FieldValue], An
     """Fields from one payload, and its JSON object if it was one; ``ValueError`` when
     it is not a number, a word or JSON."""
     text = payload.decode("utf-8").strip()
+    if text.startswith("{"):  # the common case: skip trying it as a number
+        data = json.loads(text)
+        return flatten(data), data
     try:
         number = float(text)
     except ValueError:
@@ -234,7 +238,6 @@ class MQTTInput(Input):
         options: MQTTOptions,
         *,
         client_id: str = "",
-        client_factory: Callable[..., Any] | None = None,
         time_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.options = options
@@ -243,12 +246,13 @@ class MQTTInput(Input):
             raise ValueError("mqtt: set a preset or at least one [[inputs.mqtt.rules]]")
         self.rules = [CompiledRule(rule) for rule in rules]
         self.client_id = options.client_id or client_id
-        self._client_factory = client_factory
         self._time_ns = time_ns
         self._emit: Emit | None = None
         self._client: Any = None
         self._problems = StateLog(log)
         self._lock = threading.Lock()
+        self._pending_points: list[Point] = []
+        self._pending_acks: list[tuple[int, int]] = []
         self.received = 0
         self.unmatched = 0
         self.invalid = 0
@@ -280,8 +284,9 @@ class MQTTInput(Input):
         import paho.mqtt.client as paho  # noqa: PLC0415 - only MQTT users need it
         from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
 
-        factory = self._client_factory or paho.Client
-        client = factory(
+        from pitelemetry.inputs.mqtt_client import BufferedClient  # noqa: PLC0415
+
+        client = BufferedClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             clean_session=False,  # persistent session: the broker keeps what we missed
@@ -303,6 +308,7 @@ class MQTTInput(Input):
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.after_read = self._flush
         return client
 
     def _on_connect(
@@ -333,14 +339,26 @@ class MQTTInput(Input):
     # -- messages --------------------------------------------------------------------------
 
     def _on_message(self, client: Any, userdata: object, message: Any) -> None:
-        del userdata
+        """Collect a burst's points and acknowledgements; :meth:`_flush` hands them on
+        after the read (paho's network thread calls both)."""
+        del client, userdata
+        self._pending_points.extend(self.points_for(_topic(message), message.payload))
+        self._pending_acks.append((message.mid, message.qos))
+        if len(self._pending_acks) >= MAX_BURST:
+            self._flush()
+
+    def _flush(self) -> None:
+        acks = self._pending_acks
+        if not acks:
+            return
+        points, client = self._pending_points, self._client
+        self._pending_points, self._pending_acks = [], []
         with self._lock:
-            self.received += 1
+            self.received += len(acks)
 
         def ack() -> None:
-            client.ack(message.mid, message.qos)
+            client.ack_all(acks)
 
-        points = self.points_for(_topic(message), message.payload)
         if points and self._emit is not None:
             self._emit(points, ack)  # acknowledged once written or spooled
         else:
@@ -374,7 +392,7 @@ class MQTTInput(Input):
                 return []
             # InfluxDB refuses a field called time or with no name: leave those out
             # rather than lose the whole message.
-            fields = {k: v for k, v in fields.items() if clean_key(k) not in ("", "time")}
+            fields = {k: v for k, v in fields.items() if _usable_key(k)}
             if rule.fields:
                 fields = {k: v for k, v in fields.items() if k in rule.fields}
             if not fields:
@@ -413,6 +431,20 @@ class MQTTInput(Input):
             self._client.loop_stop()
             self._client.disconnect()
             self._client = None
+
+
+_USABLE: dict[str, bool] = {}
+
+
+def _usable_key(key: str) -> bool:
+    """Whether InfluxDB takes ``key`` as a field key (not empty, not ``time``); cached,
+    since the same few keys arrive in every message."""
+    usable = _USABLE.get(key)
+    if usable is None:
+        if len(_USABLE) > 4096:
+            _USABLE.clear()
+        usable = _USABLE[key] = clean_key(key) not in ("", "time")
+    return usable
 
 
 def _topic(message: Any) -> str:

@@ -1,0 +1,72 @@
+"""paho-mqtt's client, reading in bulk.
+
+paho 2.x reads each packet with three ``recv`` calls (the command byte, the length, the
+body) and waits in ``select`` once per packet, so a burst of small messages costs four
+system calls per message before any of our code runs. :class:`BufferedClient` reads up
+to 64 KiB per ``recv`` and serves paho's small reads from that buffer, and after a read
+it goes on handing paho packets while the buffer holds any: one ``select`` and one
+``recv`` per burst. It then calls ``after_read``, so the input can hand the whole burst
+to the pipeline at once instead of message by message.
+
+Acknowledgements go the same way: :meth:`BufferedClient.ack_all` queues a burst's
+PUBACKs as one write (paho's ``ack`` costs a wake-up of its thread and a ``send`` per
+message).
+
+Only ``_sock_recv`` (paho's one place that reads the socket) and ``loop_read`` are
+overridden, and ``ack_all`` queues through paho's own ``_packet_queue``; paho's parsing,
+keepalive, TLS and reconnects are its own. The dependency is pinned below paho 3, and
+every MQTT test runs through this class.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+import paho.mqtt.client as paho
+from paho.mqtt.client import PUBACK
+from paho.mqtt.enums import MQTTErrorCode
+
+READ_CHUNK = 65536
+_PUBACK = struct.Struct("!BBH")  # type, remaining length 2, message id
+
+
+class BufferedClient(paho.Client):
+    after_read: Callable[[], None] | None = None
+
+    _buffer = b""
+    _at = 0
+    _buffered_socket: object = None
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._buffered_socket is not self._sock:  # a new connection: nothing carried over
+            self._buffer, self._at, self._buffered_socket = b"", 0, self._sock
+        if self._at >= len(self._buffer):
+            data = super()._sock_recv(READ_CHUNK)  # BlockingIOError when there is nothing
+            if not data:
+                return data  # the connection closed: paho handles it
+            self._buffer, self._at = data, 0
+        start = self._at
+        self._at = min(len(self._buffer), start + bufsize)
+        return self._buffer[start : self._at]
+
+    def ack_all(self, acks: list[tuple[int, int]]) -> None:
+        """Acknowledge ``(mid, qos)`` pairs: QoS 1 PUBACKs (MQTT 3.1.1) in one packet."""
+        pubacks = b"".join(_PUBACK.pack(PUBACK, 2, mid) for mid, qos in acks if qos == 1)
+        if pubacks and self._manual_ack:
+            self._packet_queue(PUBACK, pubacks, 0, 0)
+        for mid, qos in acks:
+            if qos == 2:
+                self.ack(mid, qos)
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        while (
+            rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+            and self._sock is not None
+            and self._at < len(self._buffer)
+        ):
+            rc = super().loop_read(1)
+        if self.after_read is not None:
+            self.after_read()
+        return rc
