@@ -15,7 +15,8 @@ CREDSTORE=/etc/credstore
 UNIT_DIR=/usr/local/lib/systemd/system
 SYSUSERS=/etc/sysusers.d/pitelemetry.conf
 UNITS=(pitelemetry.service pitelemetry-provision.service pitelemetry-provision.path)
-CREDENTIALS=(influxdb.password influxdb.token grafana.token grafana.password)
+CREDENTIALS=(influxdb.password influxdb.token grafana.token grafana.password mqtt.password
+    finnhub.key twelvedata.key alphavantage.key stooq.key)
 HARDWARE_GROUPS=(gpio i2c spi video)
 SOURCE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 

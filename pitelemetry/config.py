@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any, Literal, NewType
 
 DEFAULT_PATH = Path("/etc/pitelemetry/pitelemetry.toml")
+# Where install.sh keeps secrets; the service gets them in $CREDENTIALS_DIRECTORY, and a
+# command run by root outside the service finds a relative name here.
+CREDSTORE = Path("/etc/credstore")
 
 Duration = NewType("Duration", float)
 """Seconds, written in the file as ``"10s"``, ``"5m"``, ``"1h30m"`` or ``"250ms"``."""
@@ -182,9 +185,10 @@ _DEFAULT_CREDENTIALS = {
 
 
 class _Parser:
-    def __init__(self, path: Path, environ: Mapping[str, str]) -> None:
+    def __init__(self, path: Path, environ: Mapping[str, str], credstore: Path) -> None:
         self.path = path
         self.environ = environ
+        self.credstore = credstore
 
     def error(self, key: str, problem: str) -> ConfigError:
         return ConfigError(self.path, key, problem)
@@ -282,9 +286,12 @@ class _Parser:
         if not raw:
             return None
         candidates = [Path(raw)]
-        credentials = self.environ.get("CREDENTIALS_DIRECTORY")
-        if credentials and not Path(raw).is_absolute():
-            candidates.insert(0, Path(credentials) / raw)
+        if not Path(raw).is_absolute():
+            credentials = self.environ.get("CREDENTIALS_DIRECTORY")
+            if credentials:
+                candidates.insert(0, Path(credentials) / raw)
+            else:
+                candidates.append(self.credstore / raw)
         for candidate in candidates:
             try:
                 text = candidate.read_text(encoding="utf-8")
@@ -325,7 +332,11 @@ def _describe(raw: object) -> str:
     return f"{names.get(type(raw), type(raw).__name__)} ({raw!r})"
 
 
-def load(path: Path | str = DEFAULT_PATH, environ: Mapping[str, str] | None = None) -> Config:
+def load(
+    path: Path | str = DEFAULT_PATH,
+    environ: Mapping[str, str] | None = None,
+    credstore: Path = CREDSTORE,
+) -> Config:
     """Read and validate the config file; raises :class:`ConfigError` on any problem."""
     path = Path(path)
     environ = os.environ if environ is None else environ
@@ -338,14 +349,19 @@ def load(path: Path | str = DEFAULT_PATH, environ: Mapping[str, str] | None = No
         raise ConfigError(path, "", "permission denied reading the config file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"not valid TOML: {exc}") from None
-    return parse(data, path, environ)
+    return parse(data, path, environ, credstore)
 
 
-def parse(data: Mapping[str, Any], path: Path | str, environ: Mapping[str, str]) -> Config:
+def parse(
+    data: Mapping[str, Any],
+    path: Path | str,
+    environ: Mapping[str, str],
+    credstore: Path = CREDSTORE,
+) -> Config:
     """Validate already-decoded TOML ``data`` (``path`` is used in messages)."""
     from pitelemetry.inputs import registry  # noqa: PLC0415 - config is imported by inputs
 
-    parser = _Parser(Path(path), environ)
+    parser = _Parser(Path(path), environ, credstore)
     known = {"agent", "influxdb", "grafana", "inputs"}
     for key in data:
         if key not in known:

@@ -131,6 +131,23 @@ def test_secrets_come_from_the_credentials_directory(tmp_path: Path) -> None:
     assert config.grafana.token_file.reveal() == "tok-named"
 
 
+def test_outside_the_service_a_credential_name_is_found_in_the_credstore(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "credstore"
+    store.mkdir()
+    (store / "twelvedata.key").write_text("KEY\n")
+    path = write(
+        tmp_path,
+        '[[inputs.stocks]]\nprovider = "twelvedata"\nsymbols = ["AAPL"]\n'
+        'api_key_file = "twelvedata.key"\n',
+    )
+    config = load(path, environ={}, credstore=store)
+    assert config.inputs[0].options.api_key_file.reveal() == "KEY"
+    with pytest.raises(ConfigError, match=r"not found: twelvedata\.key or .*elsewhere"):
+        load(path, environ={}, credstore=tmp_path / "elsewhere")
+
+
 def test_secrets_never_show_in_repr(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("hunter2")
     config = load(write(tmp_path, f'[influxdb]\npassword_file = "{tmp_path}/pw"\n'), environ={})
