@@ -346,9 +346,11 @@ class StocksInput(Input):
 
     def _fetch(self, tracked: Tracked, deadline: float) -> tuple[Quote, str] | str | None:
         """A quote from the first provider that has one, why none did, or ``None`` when
-        the provider to ask next may not be asked before ``deadline`` (its pace, not a
-        failure: the symbol waits for a later collection rather than falling back)."""
+        the symbol is to be asked at a later collection: the provider to ask next may
+        not be asked before ``deadline`` (its pace, not a failure, so no fallback), or the
+        only provider left takes closing prices and the market is open."""
         reasons = []
+        later = False  # a provider that only takes closing prices waits for the close
         for source in self.sources:
             name = source.name
             symbol = tracked.spelled.get(name)
@@ -358,6 +360,7 @@ class StocksInput(Input):
             if source.provider.limits.closes_only and tracked.market.is_open(
                 dt.datetime.fromtimestamp(now, dt.UTC)
             ):
+                later = True
                 continue
             if source.rest_until > now:
                 reasons.append(f"{name}: {source.why}")
@@ -383,6 +386,8 @@ class StocksInput(Input):
                 self._problems.clear(name, f"stocks: {name} answers again")
             source.failures, source.why = 0, ""
             return quote, name
+        if later and not reasons:
+            return None
         return "; ".join(reasons) or "no provider has this symbol"
 
     def _failed(self, source: Source, symbol: str, exc: QuoteError) -> str:
