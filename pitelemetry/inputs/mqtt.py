@@ -28,11 +28,10 @@ kept, other strings dropped (they would fight the numbers for the field's type).
 Delivery is at least once: with QoS 1 a message is acknowledged to the broker only
 after its points are written to InfluxDB or fsync-ed to the spool, and the session is
 persistent (a fixed client id, clean session off), so what arrives while pitelemetry is
-stopped or killed is delivered when it is back. The broker limits how many messages are
-in flight unacknowledged (Mosquitto's ``max_inflight_messages``, default 20): raise it
-for high rates. Messages are read and handed to the pipeline in bursts
-(:mod:`pitelemetry.inputs.mqtt_client`), about 20,000 a second on two cores. A flood
-meets back-pressure (the pipeline's bounded queue), not unbounded memory.
+stopped or killed is delivered when it is back. Messages are read and handed to the
+pipeline in bursts (:mod:`pitelemetry.inputs.mqtt_client`), about 20,000 a second on
+two cores. A flood meets back-pressure (the pipeline's bounded queue), not unbounded
+memory.
 
 Topic segments and payload strings are only ever tag values, field keys or field
 values, escaped by the line-protocol encoder: no message can add a point, a
