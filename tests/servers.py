@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import socket
@@ -183,20 +184,44 @@ class Mosquitto(Server):
         super().__init__(workdir)
         self.binary = _binary("mosquitto", "mosquitto")
         self.config_path = workdir / "mosquitto.conf"
+        self._write_config()
+
+    def _write_config(self, listeners: str = "") -> None:
+        # Started as root, Mosquitto would switch to its own user, which cannot read the
+        # test's private temporary directory.
+        user = "user root\n" if os.geteuid() == 0 else ""
         self.config_path.write_text(
-            f"""listener {self.port} 127.0.0.1
-allow_anonymous true
+            f"""{user}per_listener_settings true
 persistence true
-persistence_location {workdir}/
+persistence_location {self.workdir}/
 max_queued_messages 0
 max_inflight_messages 1000
 log_dest stderr
 log_type error
-"""
+listener {self.port} 127.0.0.1
+allow_anonymous true
+{listeners}"""
         )
 
     def command(self) -> list[str]:
         return [self.binary, "-c", str(self.config_path)]
+
+    def add_tls_listener(self, username: str, password: str) -> int:
+        """A second listener with TLS that requires a client certificate and a password;
+        the CA, the client's certificate and key are in ``tls/``. Returns its port."""
+        tls = self.workdir / "tls"
+        tls.mkdir(exist_ok=True)
+        _make_certificates(tls)
+        passwords = self.workdir / "passwords"
+        passwords.write_text(f"{username}:{password}\n")
+        subprocess.run(["mosquitto_passwd", "-U", str(passwords)], check=True)
+        port = free_port()
+        self._write_config(
+            f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwords}\n"
+            f"cafile {tls}/ca.pem\ncertfile {tls}/server.pem\nkeyfile {tls}/server.key\n"
+            "require_certificate true\n"
+        )
+        return port
 
     def ready(self) -> bool:
         try:
@@ -204,3 +229,57 @@ log_type error
                 return True
         except OSError:
             return False
+
+
+def _make_certificates(directory: Path) -> None:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, with openssl."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=pitelemetry test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    )
+    for name, extra in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "")):
+        openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={name}",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+        )
+        (directory / f"{name}.ext").write_text(extra + "\n" if extra else "\n")
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            f"{name}.ext",
+            "-out",
+            f"{name}.pem",
+        )

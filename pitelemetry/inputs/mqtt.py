@@ -259,6 +259,7 @@ class MQTTInput(Input):
         self.too_large = 0
         self.connected = False
         self._last_error = ""
+        self._refused = ""
 
     @classmethod
     def from_config(
@@ -316,11 +317,12 @@ class MQTTInput(Input):
     ) -> None:
         del userdata, flags, properties
         if getattr(reason, "is_failure", False):
-            self._last_error = f"the broker refused the connection: {reason}"
+            self._refused = f"the broker refused the connection: {reason}"
+            self._last_error = self._refused
             self._problems.report("connect", f"mqtt {self.options.broker}: {self._last_error}")
             return
         self.connected = True
-        self._last_error = ""
+        self._last_error = self._refused = ""
         self._problems.clear("connect", f"mqtt: connected to {self.options.broker}")
         subscriptions = sorted({rule.subscription for rule in self.rules})
         client.subscribe([(topic, self.options.qos) for topic in subscriptions])
@@ -333,7 +335,8 @@ class MQTTInput(Input):
     ) -> None:
         del client, userdata, flags, properties
         self.connected = False
-        self._last_error = f"disconnected ({reason}); reconnecting"
+        # After a refusal the broker hangs up; the refusal is what the user must fix.
+        self._last_error = self._refused or f"disconnected ({reason}); reconnecting"
         self._problems.report("connect", f"mqtt {self.options.broker}: {self._last_error}")
 
     # -- messages --------------------------------------------------------------------------

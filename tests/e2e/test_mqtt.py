@@ -249,3 +249,75 @@ def test_hostile_topics_and_payloads_create_nothing_else(
         for r in influxdb.rows('SHOW TAG VALUES FROM mqtt_tasmota WITH KEY = "device"', database)
     }
     assert len(devices) == len(topics)
+
+
+def test_tls_with_a_client_certificate_and_a_password(
+    tmp_path: Path, influxdb: InfluxDB1, database: str, mosquitto: Mosquitto
+) -> None:
+    mosquitto.stop()
+    port = mosquitto.add_tls_listener("pi", "s3cret")
+    mosquitto.start()
+    tls = mosquitto.workdir / "tls"
+    (tmp_path / "mqtt.password").write_text("s3cret\n")
+    inputs = f"""
+[[inputs.mqtt]]
+broker = "ssl://127.0.0.1:{port}"
+username = "pi"
+password_file = "{tmp_path}/mqtt.password"
+ca_file = "{tls}/ca.pem"
+cert_file = "{tls}/client.pem"
+key_file = "{tls}/client.key"
+[[inputs.mqtt.rules]]
+topic = "secure/{{room}}"
+measurement = "mqtt_secure"
+"""
+    config = write_config(
+        tmp_path, f'url = "{influxdb.url}"\ndatabase = "{database}"', inputs=inputs
+    )
+    daemon = Daemon(config).start()
+    client = publisher(mosquitto)  # on the plain listener: the broker routes between them
+    try:
+        subscribed(daemon)
+        publish_all(client, [("secure/attic", b'{"temperature": 21.5}')])
+        query = "SELECT count(temperature) FROM mqtt_secure"
+        assert wait_count(influxdb, database, query, 1, seconds=30) == 1
+    finally:
+        client.loop_stop()
+        daemon.stop()
+    rows = influxdb.rows("SELECT temperature FROM mqtt_secure GROUP BY room", database)
+    assert [(r["room"], r["temperature"]) for r in rows] == [("attic", 21.5)]
+
+
+def test_a_wrong_password_is_reported_and_nothing_else_breaks(
+    tmp_path: Path, influxdb: InfluxDB1, database: str, mosquitto: Mosquitto
+) -> None:
+    mosquitto.stop()
+    port = mosquitto.add_tls_listener("pi", "s3cret")
+    mosquitto.start()
+    tls = mosquitto.workdir / "tls"
+    (tmp_path / "mqtt.password").write_text("wrong\n")
+    inputs = f"""
+[[inputs.system]]
+
+[[inputs.mqtt]]
+broker = "ssl://127.0.0.1:{port}"
+username = "pi"
+password_file = "{tmp_path}/mqtt.password"
+ca_file = "{tls}/ca.pem"
+cert_file = "{tls}/client.pem"
+key_file = "{tls}/client.key"
+preset = "tasmota"
+"""
+    config = write_config(
+        tmp_path, f'url = "{influxdb.url}"\ndatabase = "{database}"', inputs=inputs
+    )
+    daemon = Daemon(config).start()
+    try:
+        state = daemon.wait_for(
+            lambda s: any(i["name"] == "mqtt" and i["last_error"] for i in s["inputs"]), 30
+        )
+        (mqtt,) = [i for i in state["inputs"] if i["name"] == "mqtt"]
+        assert "refused" in mqtt["last_error"]
+        assert wait_count(influxdb, database, "SELECT count(load1) FROM system", 1) >= 1
+    finally:
+        daemon.stop()
