@@ -197,7 +197,8 @@ class Collector:
         name = running.config.name
         stats = running.stats
         started = self._monotonic()
-        mark = None if self._clock.trusted() else self._clock.mark()
+        trusted = self._clock.trusted() or running.input.source_stamped
+        mark = None if trusted else self._clock.mark()
         stamp = self._clock.time_ns()
         lines: list[str] = []
         try:

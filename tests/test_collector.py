@@ -151,6 +151,25 @@ def test_collections_while_the_clock_is_unset_carry_a_mark(tmp_path: Path) -> No
     assert received.marks == [ClockMark("boot-1", FLOOR_NS - 2)]
 
 
+def test_an_input_stamped_by_its_source_carries_no_mark(tmp_path: Path) -> None:
+    timesync = tmp_path / "timesync"
+    timesync.mkdir()  # the clock is not set: a Pi's own stamps would be shifted later
+    clock = Clock(time_ns=lambda: FLOOR_NS + 5, timesync_dir=timesync, boot_id="boot-1")
+
+    class Quotes(Input):
+        source_stamped = True
+
+        def collect(self) -> Iterator[Point]:
+            yield Point("quote", {"price": 1.0}, {}, 1_784_903_522 * 10**9)
+
+    received = Sink()
+    collector = Collector([running("quotes", Quotes())], received, clock=clock)
+    collector.collect_once()
+    collector.stop()
+    assert received.marks == [None]  # its trade times stay as they are
+    assert received.lines == ["quote,host=test price=1.0 1784903522000000000"]
+
+
 def test_collect_once_gives_up_on_a_hung_input() -> None:
     hung = running("hangs", Hangs(), timeout=0.2)
     counter = running("counter", Counter())

@@ -38,6 +38,10 @@ class Input:
     """Base class of every input. Subclasses set ``Options`` and implement ``collect``."""
 
     Options: ClassVar[type[Any]]
+    # True when every point carries its source's own time (a quote's trade time), not
+    # the Pi's clock: points collected before the clock was set are then not shifted
+    # once it is.
+    source_stamped: ClassVar[bool] = False
 
     @classmethod
     def from_config(

@@ -50,7 +50,8 @@ the interval fits them and which interval would.
 
 Portfolio: instruments with a ``quantity`` give measurement ``portfolio`` (tags
 ``symbol``, ``currency``; fields ``quantity``, ``price``, ``value``, ``cost``, ``gain``,
-``gain_pct``) and ``portfolio_total`` per currency (tag ``scope = "currency"``). With
+``gain_pct``) and ``portfolio_total`` per currency (tag ``scope = "currency"``), stamped
+with the newest quote's time. With
 ``base_currency``, every position also has ``value_base``/``gain_base`` and one more
 ``portfolio_total`` (``scope = "all"``) sums everything in that currency, converted with
 the ECB's daily rates from Frankfurter (no key); rates are also written as ``fx``.
@@ -227,6 +228,7 @@ def shared_budget(provider: Provider, state_dir: Path | None) -> Budget:
 
 class StocksInput(Input):
     Options = StocksOptions
+    source_stamped = True  # quotes carry their trade time; the portfolio its quotes' time
 
     @classmethod
     def from_config(
@@ -327,7 +329,7 @@ class StocksInput(Input):
         for source in self.sources:
             source.budget.save()
         if fresh and any(t.instrument.quantity for t in self.tracked):
-            yield from self._portfolio()
+            yield from self._portfolio(max(t.last_time for t in self.tracked))
         if failed:
             raise InputError("no quote for " + "; ".join(failed))
 
@@ -426,7 +428,10 @@ class StocksInput(Input):
 
     # -- portfolio -----------------------------------------------------------------------
 
-    def _portfolio(self) -> Iterator[Point]:
+    def _portfolio(self, as_of_s: int) -> Iterator[Point]:
+        """Positions and totals, stamped with the newest quote's time (never the Pi's
+        clock, which may not be set yet)."""
+        stamp = as_of_s * 1_000_000_000
         rates = self._fx() if self.options.base_currency else {}
         totals: dict[str, list[float]] = {}
         base_total = [0.0, 0.0]
@@ -458,17 +463,19 @@ class StocksInput(Input):
             elif rates:
                 complete = False
                 self._problems.report(f"fx:{currency}", f"stocks: no exchange rate for {currency}")
-            yield Point("portfolio", fields, {"symbol": tracked.symbol, "currency": currency})
+            tags = {"symbol": tracked.symbol, "currency": currency}
+            yield Point("portfolio", fields, tags, stamp)
         for currency, (value, cost) in totals.items():
-            yield _total(value, cost, currency, "currency")
+            yield _total(value, cost, currency, "currency", stamp)
         if complete:
-            yield _total(base_total[0], base_total[1], self.options.base_currency, "all")
+            yield _total(base_total[0], base_total[1], self.options.base_currency, "all", stamp)
         if self._fresh_rates:
             self._fresh_rates = False
             base = self.options.base_currency
             for currency, rate in rates.items():
                 if currency != base:
-                    yield Point("fx", {"rate": rate}, {"base": base, "currency": currency})
+                    tags = {"base": base, "currency": currency}
+                    yield Point("fx", {"rate": rate}, tags, stamp)
 
     def _fx(self) -> dict[str, float]:
         """Units of each currency per one ``base_currency``, refreshed every 6 hours;
@@ -522,11 +529,11 @@ def _rate(rates: Mapping[str, float], currency: str) -> float | None:
     return rate * divisor if rate else None
 
 
-def _total(value: float, cost: float, currency: str, scope: str) -> Point:
+def _total(value: float, cost: float, currency: str, scope: str, stamp: int) -> Point:
     fields = {"value": value, "cost": cost, "gain": value - cost}
     if cost:
         fields["gain_pct"] = (value - cost) / cost * 100.0
-    return Point("portfolio_total", fields, {"currency": currency, "scope": scope})
+    return Point("portfolio_total", fields, {"currency": currency, "scope": scope}, stamp)
 
 
 def fetch_rates(

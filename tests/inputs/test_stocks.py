@@ -261,6 +261,7 @@ def test_portfolio_in_the_quote_and_the_base_currency(quotes: QuoteServer, tmp_p
     }
     position = points[("portfolio", "", "USD")]
     assert position.tags == {"symbol": "AAPL", "currency": "USD"}
+    assert position.time_ns == 1784903522 * 10**9  # as of the quote, not the Pi's clock
     assert position.fields["value"] == pytest.approx(3288.79)
     assert position.fields["gain"] == pytest.approx(288.79)
     assert position.fields["gain_pct"] == pytest.approx(9.626333)
