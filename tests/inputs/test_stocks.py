@@ -19,6 +19,7 @@ from pitelemetry.point import Point
 from pitelemetry.quotes.budget import Budget
 from pitelemetry.quotes.providers import PROVIDERS
 from tests.quote_server import QuoteServer
+from tests.quotes.test_providers import ERRORS, PATHS
 
 YAHOO = "/v8/finance/chart/{}"
 KEY = Secret("KEY123", "test")
@@ -355,3 +356,24 @@ def test_config_errors_name_the_key(table: dict[str, Any], key: str, problem: st
 def test_quotes_default_to_every_five_minutes() -> None:
     config = parse({"inputs": {"stocks": [{"symbols": ["AAPL"]}]}}, "t.toml", {})
     assert config.inputs[0].interval == 300.0
+
+
+@pytest.mark.parametrize(
+    ("name", "fixture", "status"),
+    [(e[0], e[1], e[2]) for e in ERRORS],
+    ids=[f"{e[0]}-{e[1] if isinstance(e[1], str) else 'bytes'}-{e[2]}" for e in ERRORS],
+)
+def test_no_error_body_becomes_a_point(
+    quotes: QuoteServer, tmp_path: Path, name: str, fixture: str | bytes, status: int
+) -> None:
+    quotes.serve(PATHS[name], fixture, status=status)
+    clock = Clock("2026-11-24T21:20")  # after the close: every provider may be asked
+    key = KEY if PROVIDERS[name].needs_key else None
+    stocks, session = make(
+        quotes, clock, tmp_path, symbols=("AAPL",), provider=name, api_key_file=key
+    )
+    points: list[Point] = []
+    with pytest.raises(InputError, match="no quote for AAPL"):
+        points.extend(stocks.collect())
+    assert points == []
+    assert len(session.times) == 1
