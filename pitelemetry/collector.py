@@ -174,11 +174,17 @@ class Collector:
                 )
 
     def _emit(
-        self, running: RunningInput, points: list[Point], on_durable: Durable | None = None
+        self,
+        running: RunningInput,
+        points: list[Point],
+        on_durable: Durable | None = None,
+        *,
+        source_stamped: bool = False,
     ) -> None:
         """Points an input reports between collections (a door opening, an MQTT
         message), from any thread. ``on_durable`` runs once they are safe."""
-        mark = None if self._clock.trusted() else self._clock.mark()
+        trusted = source_stamped or self._clock.trusted()
+        mark = None if trusted else self._clock.mark()
         stamp = self._clock.time_ns()
         lines = []
         for point in points:

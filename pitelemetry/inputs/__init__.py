@@ -22,7 +22,11 @@ if TYPE_CHECKING:
 
 class Emit(Protocol):
     def __call__(
-        self, points: list[Point], on_durable: Callable[[], None] | None = None
+        self,
+        points: list[Point],
+        on_durable: Callable[[], None] | None = None,
+        *,
+        source_stamped: bool = False,
     ) -> None: ...
 
 
@@ -57,7 +61,8 @@ class Input:
         """Called once when the daemon starts. Inputs that see events as they happen
         (a door opening, an MQTT message) keep ``emit`` and call it from any thread:
         ``emit(points, on_durable)`` calls ``on_durable`` once the points are written or
-        safely spooled. The default has nothing to start."""
+        safely spooled; ``source_stamped=True`` says the points carry their source's own
+        times (see ``source_stamped``). The default has nothing to start."""
         del emit
 
     def collect(self) -> Iterable[Point]:

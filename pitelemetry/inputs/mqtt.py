@@ -252,6 +252,7 @@ class MQTTInput(Input):
         self._problems = StateLog(log)
         self._lock = threading.Lock()
         self._pending_points: list[Point] = []
+        self._pending_sourced: list[Point] = []
         self._pending_acks: list[tuple[int, int]] = []
         self.received = 0
         self.unmatched = 0
@@ -345,7 +346,8 @@ class MQTTInput(Input):
         """Collect a burst's points and acknowledgements; :meth:`_flush` hands them on
         after the read (paho's network thread calls both)."""
         del client, userdata
-        self._pending_points.extend(self.points_for(_topic(message), message.payload))
+        points, sourced = self._points_and_origin(_topic(message), message.payload)
+        (self._pending_sourced if sourced else self._pending_points).extend(points)
         self._pending_acks.append((message.mid, message.qos))
         if len(self._pending_acks) >= MAX_BURST:
             self._flush()
@@ -354,21 +356,35 @@ class MQTTInput(Input):
         acks = self._pending_acks
         if not acks:
             return
-        points, client = self._pending_points, self._client
-        self._pending_points, self._pending_acks = [], []
+        client, emit = self._client, self._emit
+        # Stamped by us, and stamped by the payload's own time (kept as is when the
+        # Pi's clock is set later): two lists, one acknowledgement once both are safe.
+        batches = [
+            (b, s) for b, s in ((self._pending_points, False), (self._pending_sourced, True)) if b
+        ]
+        self._pending_points, self._pending_sourced, self._pending_acks = [], [], []
         with self._lock:
             self.received += len(acks)
-
-        def ack() -> None:
+        if not batches or emit is None:
             client.ack_all(acks)
+            return
+        remaining = len(batches)
 
-        if points and self._emit is not None:
-            self._emit(points, ack)  # acknowledged once written or spooled
-        else:
-            ack()
+        def one_safe() -> None:  # on the writer thread, one call after another
+            nonlocal remaining
+            remaining -= 1
+            if not remaining:
+                client.ack_all(acks)
+
+        for points, sourced in batches:
+            emit(points, one_safe, source_stamped=sourced)
 
     def points_for(self, topic: str, payload: bytes) -> list[Point]:
         """The points one message becomes (none when it matches no rule or is bad)."""
+        return self._points_and_origin(topic, payload)[0]
+
+    def _points_and_origin(self, topic: str, payload: bytes) -> tuple[list[Point], bool]:
+        """The points one message becomes, and whether their time is the payload's."""
         if len(payload) > self.options.max_payload_bytes:
             self._count(
                 "too_large",
@@ -376,7 +392,7 @@ class MQTTInput(Input):
                 f"payload of {len(payload)} bytes is over "
                 f"max_payload_bytes ({self.options.max_payload_bytes})",
             )
-            return []
+            return [], False
         segments = topic.split("/")
         stamp = self._time_ns()
         for compiled in self.rules:
@@ -392,7 +408,7 @@ class MQTTInput(Input):
                     fields.pop(rule.timestamp_field, None)
             except (ValueError, KeyError, TypeError) as exc:
                 self._count("invalid", topic, f"cannot parse the payload: {exc}")
-                return []
+                return [], False
             # InfluxDB refuses a field called time or with no name: leave those out
             # rather than lose the whole message.
             fields = {k: v for k, v in fields.items() if _usable_key(k)}
@@ -400,10 +416,11 @@ class MQTTInput(Input):
                 fields = {k: v for k, v in fields.items() if k in rule.fields}
             if not fields:
                 self._count("invalid", topic, "no numeric or boolean field in the payload")
-                return []
-            return [Point(rule.measurement, fields, {**rule.tags, **captured}, timestamp)]
+                return [], False
+            point = Point(rule.measurement, fields, {**rule.tags, **captured}, timestamp)
+            return [point], bool(rule.timestamp_field)
         self._count("unmatched", topic, "matches no rule")
-        return []
+        return [], False
 
     def _count(self, kind: str, topic: str, problem: str) -> None:
         with self._lock:

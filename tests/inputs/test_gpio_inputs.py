@@ -118,7 +118,7 @@ def test_door_contact_state_changes_and_events(factory: MockFactory) -> None:
     door = ContactInput(
         ContactOptions(pin=27, name="front_door"), pin_factory=factory, time_ns=lambda: T0
     )
-    door.start(lambda points, on_durable=None: emitted.append(points))
+    door.start(lambda points, on_durable=None, **_: emitted.append(points))
     pin = factory.pin(27)
     pin.drive_low()  # the magnet closes the reed contact: door closed
     [closed] = door.collect()
@@ -137,7 +137,7 @@ def test_door_contact_state_changes_and_events(factory: MockFactory) -> None:
 def test_pir_motion_without_pull_up(factory: MockFactory) -> None:
     emitted: list[list[Point]] = []
     pir = ContactInput(ContactOptions(pin=4, name="hall", kind="motion"), pin_factory=factory)
-    pir.start(lambda points, on_durable=None: emitted.append(points))
+    pir.start(lambda points, on_durable=None, **_: emitted.append(points))
     assert factory.pin(4).pull == "down"  # a PIR drives its output both ways
     factory.pin(4).drive_high()
     assert emitted[0][0].fields["state"] is True

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 
 from pitelemetry.inputs.mqtt import MQTTInput, MQTTOptions, Rule, parse_timestamp
-from pitelemetry.point import LineEncoder
+from pitelemetry.point import LineEncoder, Point
 
 T0 = 1_795_300_000_000_000_000
 
@@ -213,3 +215,47 @@ def test_hostile_topics_and_payloads_stay_inside_one_point() -> None:
 def test_a_rule_or_a_preset_is_required() -> None:
     with pytest.raises(ValueError, match="set a preset"):
         MQTTInput(MQTTOptions(), client_id="x")
+
+
+def test_a_burst_is_acknowledged_once_its_own_and_its_payload_stamped_points_are_safe() -> None:
+    """Points with the payload's time go to the pipeline apart (they are not shifted if
+    the Pi's clock is set later); the broker hears of the burst once both are safe."""
+    source = mqtt(
+        rules=(
+            Rule("meter/{name}", "mqtt_meter", timestamp_field="ts"),
+            Rule("room/{name}", "mqtt_room"),
+        )
+    )
+    acked: list[list[tuple[int, int]]] = []
+    emitted: list[tuple[list[str], bool, Callable[[], None]]] = []
+
+    class Client:
+        def ack_all(self, acks: list[tuple[int, int]]) -> None:
+            acked.append(acks)
+
+    def emit(
+        points: list[Point],
+        on_durable: Callable[[], None] | None = None,
+        *,
+        source_stamped: bool = False,
+    ) -> None:
+        assert on_durable is not None
+        emitted.append(([p.measurement for p in points], source_stamped, on_durable))
+
+    source._client = Client()
+    source._emit = emit
+    for mid, (topic, payload) in enumerate(
+        [("meter/house", b'{"power": 5, "ts": 1795300000}'), ("room/attic", b"21.5")], 1
+    ):
+        source._on_message(
+            None, None, SimpleNamespace(topic=topic, payload=payload, mid=mid, qos=1)
+        )
+    source._flush()
+    assert [(names, sourced) for names, sourced, _ in emitted] == [
+        (["mqtt_room"], False),
+        (["mqtt_meter"], True),
+    ]
+    emitted[0][2]()
+    assert acked == []  # one of the two is safe: not yet
+    emitted[1][2]()
+    assert acked == [[(1, 1), (2, 1)]]
