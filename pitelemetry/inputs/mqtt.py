@@ -123,46 +123,45 @@ class MQTTOptions:
 
 
 class CompiledRule:
-    """A rule's topic pattern, matched segment by segment."""
+    """A rule's topic pattern as one regular expression over the whole topic: ``+`` is
+    one level, ``#`` the rest (or nothing), ``{name}`` one level captured as a tag, and
+    a ``{name}`` in the last place takes the rest of the topic (friendly names with /)."""
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
-        self.segments = rule.topic.split("/")
-        self.subscription = "/".join("+" if _PLACEHOLDER.match(s) else s for s in self.segments)
-        # A {name} in the last place takes the rest of the topic (friendly names with /).
-        self.greedy_last = bool(_PLACEHOLDER.match(self.segments[-1]))
+        segments = rule.topic.split("/")
+        self.subscription = "/".join("+" if _PLACEHOLDER.match(s) else s for s in segments)
+        self.greedy_last = bool(_PLACEHOLDER.match(segments[-1]))
         if self.greedy_last:
             self.subscription = self.subscription[:-1] + "#"
-        self.skips = [s.split("/") for s in rule.skip]
-        self.names = [m.group(1) if (m := _PLACEHOLDER.match(s)) else None for s in self.segments]
+        self.names = [m.group(1) for s in segments if (m := _PLACEHOLDER.match(s))]
+        self.pattern = _topic_regex(segments, greedy_last=self.greedy_last)
+        self.skips = [_topic_regex(s.split("/"), greedy_last=False) for s in rule.skip]
 
-    def match(self, topic: list[str]) -> dict[str, str] | None:
-        if any(_matches(skip, topic) for skip in self.skips):
+    def match(self, topic: str) -> dict[str, str] | None:
+        if any(skip.match(topic) for skip in self.skips):
             return None
-        captured: dict[str, str] = {}
-        last = len(self.segments) - 1
-        for index, (pattern, name) in enumerate(zip(self.segments, self.names, strict=True)):
-            if pattern == "#":
-                return captured
-            if index >= len(topic):
-                return None
-            if name is not None and index == last and self.greedy_last:
-                captured[name] = "/".join(topic[index:])
-                return captured
-            if name is not None:
-                captured[name] = topic[index]
-            elif pattern not in ("+", topic[index]):
-                return None
-        return captured if len(topic) == len(self.segments) else None
+        found = self.pattern.match(topic)
+        if found is None:
+            return None
+        return dict(zip(self.names, found.groups(), strict=True))
 
 
-def _matches(pattern: list[str], topic: list[str]) -> bool:
-    for index, part in enumerate(pattern):
-        if part == "#":
-            return True
-        if index >= len(topic) or part not in ("+", topic[index]):
-            return False
-    return len(topic) == len(pattern)
+def _topic_regex(segments: list[str], *, greedy_last: bool) -> re.Pattern[str]:
+    parts = []
+    last = len(segments) - 1
+    for index, segment in enumerate(segments):
+        separator = "/" if index else ""
+        if segment == "#":  # "a/#" matches "a" too
+            parts.append(f"(?:{separator}.*)?" if index else ".*")
+            break
+        if _PLACEHOLDER.match(segment):
+            parts.append(separator + ("(.*)" if index == last and greedy_last else "([^/]*)"))
+        elif segment == "+":
+            parts.append(separator + "[^/]*")
+        else:
+            parts.append(separator + re.escape(segment))
+    return re.compile("".join(parts) + r"\Z", re.DOTALL)
 
 
 def flatten(
@@ -393,10 +392,9 @@ class MQTTInput(Input):
                 f"max_payload_bytes ({self.options.max_payload_bytes})",
             )
             return [], False
-        segments = topic.split("/")
         stamp = self._time_ns()
         for compiled in self.rules:
-            captured = compiled.match(segments)
+            captured = compiled.match(topic)
             if captured is None:
                 continue
             rule = compiled.rule
