@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pitelemetry.inputs.mqtt import MQTTInput, MQTTOptions, Rule, parse_timestamp
+from pitelemetry.inputs.mqtt import CompiledRule, MQTTInput, MQTTOptions, Rule, parse_timestamp
 from pitelemetry.point import LineEncoder, Point
 
 T0 = 1_795_300_000_000_000_000
@@ -259,3 +259,22 @@ def test_a_burst_is_acknowledged_once_its_own_and_its_payload_stamped_points_are
     assert acked == []  # one of the two is safe: not yet
     emitted[1][2]()
     assert acked == [[(1, 1), (2, 1)]]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "topic", "captured"),
+    [
+        ("tele/{device}/SENSOR", "tele/plug/SENSOR", {"device": "plug"}),
+        ("tele/{device}/SENSOR", "tele/plug/STATE", None),
+        ("tele/{device}/SENSOR", "tele/a/b/SENSOR", None),  # one level only
+        ("zigbee2mqtt/{device}", "zigbee2mqtt/hall/door", {"device": "hall/door"}),  # the rest
+        ("zigbee2mqtt/{device}", "zigbee2mqtt", None),
+        ("sensors/#", "sensors", {}),  # "#" matches the parent level too
+        ("sensors/#", "sensors/a/b", {}),
+        ("sensors/+/t", "sensors//t", {}),  # an empty level is a level
+        ("a.b/{x}", "aXb/1", None),  # literal, not a regular expression
+        ("{x}/status/{y}", "s1/status/switch:0", {"x": "s1", "y": "switch:0"}),
+    ],
+)
+def test_topic_patterns(pattern: str, topic: str, captured: dict[str, str] | None) -> None:
+    assert CompiledRule(Rule(pattern, "m")).match(topic) == captured
