@@ -251,15 +251,16 @@ def test_hostile_topics_and_payloads_create_nothing_else(
     assert len(devices) == len(topics)
 
 
-def test_tls_with_a_client_certificate_and_a_password(
-    tmp_path: Path, influxdb: InfluxDB1, database: str, mosquitto: Mosquitto
-) -> None:
+def tls_input(mosquitto: Mosquitto, tmp_path: Path, password: str) -> str:
+    """Restart the broker with a TLS listener that wants a client certificate and the
+    password "s3cret" for user "pi"; an [[inputs.mqtt]] for it, logging in with
+    ``password``."""
     mosquitto.stop()
     port = mosquitto.add_tls_listener("pi", "s3cret")
     mosquitto.start()
     tls = mosquitto.workdir / "tls"
-    (tmp_path / "mqtt.password").write_text("s3cret\n")
-    inputs = f"""
+    (tmp_path / "mqtt.password").write_text(password + "\n")
+    return f"""
 [[inputs.mqtt]]
 broker = "ssl://127.0.0.1:{port}"
 username = "pi"
@@ -267,10 +268,15 @@ password_file = "{tmp_path}/mqtt.password"
 ca_file = "{tls}/ca.pem"
 cert_file = "{tls}/client.pem"
 key_file = "{tls}/client.key"
-[[inputs.mqtt.rules]]
-topic = "secure/{{room}}"
-measurement = "mqtt_secure"
 """
+
+
+def test_tls_with_a_client_certificate_and_a_password(
+    tmp_path: Path, influxdb: InfluxDB1, database: str, mosquitto: Mosquitto
+) -> None:
+    inputs = tls_input(mosquitto, tmp_path, "s3cret") + (
+        '[[inputs.mqtt.rules]]\ntopic = "secure/{room}"\nmeasurement = "mqtt_secure"\n'
+    )
     config = write_config(
         tmp_path, f'url = "{influxdb.url}"\ndatabase = "{database}"', inputs=inputs
     )
@@ -291,23 +297,9 @@ measurement = "mqtt_secure"
 def test_a_wrong_password_is_reported_and_nothing_else_breaks(
     tmp_path: Path, influxdb: InfluxDB1, database: str, mosquitto: Mosquitto
 ) -> None:
-    mosquitto.stop()
-    port = mosquitto.add_tls_listener("pi", "s3cret")
-    mosquitto.start()
-    tls = mosquitto.workdir / "tls"
-    (tmp_path / "mqtt.password").write_text("wrong\n")
-    inputs = f"""
-[[inputs.system]]
-
-[[inputs.mqtt]]
-broker = "ssl://127.0.0.1:{port}"
-username = "pi"
-password_file = "{tmp_path}/mqtt.password"
-ca_file = "{tls}/ca.pem"
-cert_file = "{tls}/client.pem"
-key_file = "{tls}/client.key"
-preset = "tasmota"
-"""
+    inputs = (
+        "[[inputs.system]]\n" + tls_input(mosquitto, tmp_path, "wrong") + ('preset = "tasmota"\n')
+    )
     config = write_config(
         tmp_path, f'url = "{influxdb.url}"\ndatabase = "{database}"', inputs=inputs
     )
