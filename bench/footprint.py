@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import daemon as daemon_process
 from tests.servers import InfluxDB1
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -46,22 +47,8 @@ def wall_ms(command: list[str], runs: int = 15) -> float:
 
 def daemon(server: InfluxDB1, workdir: Path, seconds: float) -> tuple[int, int, float, int]:
     server.create_database("footprint")
-    config = workdir / "pitelemetry.toml"
-    config.write_text(f"""
-[agent]
-interval = "1s"
-flush_interval = "1s"
-state_dir = "{workdir}/state"
-runtime_dir = "{workdir}/run"
-[influxdb]
-url = "{server.url}"
-database = "footprint"
-[[inputs.system]]
-""")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pitelemetry", "run", "--config", str(config)],
-        stderr=subprocess.DEVNULL,
-    )
+    agent, inputs = daemon_process.SYSTEM_EVERY_SECOND
+    process = daemon_process.start(workdir, server.url, "footprint", agent=agent, inputs=inputs)
     time.sleep(3)  # imports done, first collections written
     cpu_before, started = cpu_seconds(process.pid), time.monotonic()
     time.sleep(seconds)

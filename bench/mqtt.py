@@ -22,12 +22,12 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from bench import daemon as daemon_process
 from tests.servers import InfluxDB1, Mosquitto
 
 BATCH = 5000
@@ -66,25 +66,18 @@ def count(server: InfluxDB1) -> int:
 def start_daemon(
     server: InfluxDB1, broker: Mosquitto, work: Path, *, settle: bool = True
 ) -> subprocess.Popen[bytes]:
-    config = work / "pitelemetry.toml"
-    config.write_text(f"""
-[agent]
-state_dir = "{work}/state"
-runtime_dir = "{work}/run"
-self_metrics = false
-[influxdb]
-url = "{server.url}"
-database = "through"
-[[inputs.mqtt]]
+    daemon = daemon_process.start(
+        work,
+        server.url,
+        "through",
+        agent="self_metrics = false",
+        inputs=f"""[[inputs.mqtt]]
 broker = "tcp://127.0.0.1:{broker.port}"
 [[inputs.mqtt.rules]]
 topic = "bench/{{source}}"
 measurement = "mqtt_bench"
 timestamp_field = "ts"
-""")
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "pitelemetry", "run", "--config", str(config)],
-        stderr=subprocess.DEVNULL,
+""",
     )
     if settle:
         time.sleep(3)  # connected and subscribed: the persistent session exists

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench import daemon
 from tests.servers import InfluxDB1
 
 WARM_UP_S = 3.0
@@ -34,21 +33,10 @@ def measure(url: str, workdir: Path, seconds: float) -> int:
     """Bytes the daemon wrote to disk after the warm-up."""
     workdir.mkdir(parents=True, exist_ok=True)
     runtime = Path("/dev/shm") if Path("/dev/shm").is_dir() else workdir
-    config = workdir / "pitelemetry.toml"
-    config.write_text(f"""
-[agent]
-interval = "1s"
-flush_interval = "1s"
-state_dir = "{workdir}/state"
-runtime_dir = "{tempfile.mkdtemp(dir=runtime)}"
-[influxdb]
-url = "{url}"
-database = "sdwear"
-[[inputs.system]]
-""")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pitelemetry", "run", "--config", str(config)],
-        stderr=subprocess.DEVNULL,
+    agent, inputs = daemon.SYSTEM_EVERY_SECOND
+    runtime_dir = Path(tempfile.mkdtemp(dir=runtime))
+    process = daemon.start(
+        workdir, url, "sdwear", agent=agent, inputs=inputs, runtime_dir=runtime_dir
     )
     time.sleep(WARM_UP_S)
     before = write_bytes(process.pid)
