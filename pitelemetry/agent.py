@@ -134,6 +134,8 @@ class Agent:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         signal.signal(signal.SIGHUP, self._request_reload)
+        # cli.main blocked SIGHUP until now; one that arrived meanwhile is delivered here.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         names = ", ".join(r.config.name for r in self.collector.inputs) or "none"
         log.info(
             "pitelemetry %s starting; inputs: %s; InfluxDB %s",
@@ -174,6 +176,8 @@ class Agent:
         )
         if self._reload:
             self.notifier.notify("RELOADING=1")
+            # Blocked across exec: the new process holds a SIGHUP until its handler is set.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
             argv = [sys.executable, "-m", "pitelemetry", *sys.argv[1:]]
             os.execv(sys.executable, argv)  # noqa: S606 - the same program, same arguments
         return 0

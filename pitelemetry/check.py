@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from pitelemetry import influxql
 from pitelemetry.agent import build_inputs
@@ -29,7 +31,25 @@ def run_checks(config: Config) -> Iterator[CheckResult]:
     clock = Clock(give_up_after=config.agent.clock_wait)
     yield CheckResult("clock", clock.trusted(), clock.reason)
     yield _check_influxdb(config)
+    yield _check_state_dir(Path(config.agent.state_dir))
     yield from _check_inputs(config)
+
+
+def _check_state_dir(state_dir: Path) -> CheckResult:
+    """Whether the spool and the state files can be written: if not, the points of an
+    InfluxDB outage are kept in memory only. Tried with a file that is removed again."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=state_dir):
+            pass
+    except OSError as exc:
+        return CheckResult(
+            "state",
+            False,
+            f"cannot write {state_dir} ({exc.strerror or exc}): the spool would be in "
+            "memory only; fix the owner or mount ([agent] state_dir)",
+        )
+    return CheckResult("state", True, f"{state_dir} is writable")
 
 
 def _check_influxdb(config: Config) -> CheckResult:

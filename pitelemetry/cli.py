@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -104,6 +105,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "run":
+        # A SIGHUP that comes before the daemon's handler exists (systemctl reload twice
+        # in a row, while the first reload re-executes) would end the process: hold it
+        # until Agent.run installs the handler. A re-executed daemon inherits the block.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     from pitelemetry import logs  # noqa: PLC0415 - keep --help fast
     from pitelemetry.config import DEFAULT_PATH, ConfigError, load  # noqa: PLC0415
 
@@ -177,6 +183,7 @@ def _check(config: Config) -> int:
 def _provision(config: Config, args: argparse.Namespace) -> int:
     from pathlib import Path  # noqa: PLC0415
 
+    from pitelemetry import statefile  # noqa: PLC0415
     from pitelemetry.provision import (  # noqa: PLC0415
         ProvisionError,
         config_fingerprint,
@@ -191,7 +198,8 @@ def _provision(config: Config, args: argparse.Namespace) -> int:
     dry_run = args.dry_run
     stamp = Path(args.stamp) if args.stamp else None
     fingerprint = config_fingerprint(config)
-    if stamp and not args.force and stamp.exists() and stamp.read_text().strip() == fingerprint:
+    stamped = statefile.read_text(stamp, "provisioning again") if stamp and not args.force else None
+    if stamp and stamped is not None and stamped.strip() == fingerprint:
         print(f"unchanged      nothing changed since the last provision ({stamp})")
         return EXIT_OK
     counts: dict[str, int] = {}
@@ -206,7 +214,10 @@ def _provision(config: Config, args: argparse.Namespace) -> int:
         print(f"pitelemetry provision: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     if stamp and not dry_run:
-        stamp.write_text(fingerprint + "\n")
+        try:
+            statefile.write_atomic(stamp, fingerprint + "\n")
+        except OSError as exc:
+            log.warning("cannot record the provisioning in %s: %s", stamp, exc.strerror or exc)
     summary = ", ".join(f"{count} {action}" for action, count in counts.items())
     print(f"\n{'dry run: ' if dry_run else ''}{summary}")
     for url in urls:

@@ -1,7 +1,12 @@
 """Runs every input at its own interval on a small bounded thread pool.
 
-``schedule`` decides when an input is due; the collection itself runs on a worker
-thread, so a slow input never delays another. An input runs at most once at a time: if
+Intervals run on the monotonic clock, never the wall clock: the wall clock steps (NTP's
+first sync on a Pi without a real-time clock, a manual ``date``) and, in local time,
+repeats an hour at the autumn daylight-saving change; either would stall every input
+for the size of the step. An input is due every ``interval`` seconds from its first
+collection; a turn missed while the process was stopped (a suspended container) is not
+made up in a burst. The collection itself runs on a worker thread, so a slow input
+never delays another. An input runs at most once at a time: if
 it is still busy when next due (hung on a dead bus, say), that turn is skipped, and once
 it has run longer than its ``timeout`` an error is logged and counted. It keeps its one
 worker until it returns (Python cannot kill a thread), and there is one worker per
@@ -25,8 +30,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
-
-import schedule
 
 from pitelemetry.clock import Clock, ClockMark
 from pitelemetry.config import InputConfig
@@ -108,6 +111,7 @@ class RunningInput:
     future: Future[None] | None = None
     started: float = 0.0  # monotonic, of the collection in flight
     timed_out: bool = False
+    next_due: float = 0.0  # monotonic
 
 
 class Collector:
@@ -126,7 +130,7 @@ class Collector:
         self._on_event = on_event or no_event
         self._monotonic = monotonic
         self._pool = DaemonPool(max(1, min(MAX_WORKERS, len(self.inputs))))
-        self._scheduler = schedule.Scheduler()
+        self._scheduling = False
         self._problems = StateLog(log)
         self._lock = threading.Lock()
 
@@ -135,18 +139,24 @@ class Collector:
         now, and then at its interval."""
         for running in self.inputs:
             running.input.start(functools.partial(self._emit, running))
+        self._scheduling = True
         for running in self.inputs:
-            # schedule's stubs say int, but it computes a timedelta, so "500ms" works too.
-            job = self._scheduler.every(running.config.interval)  # type: ignore[arg-type]
-            job.seconds.do(self._due, running)
+            running.next_due = self._monotonic() + running.config.interval
             self._due(running)
 
     def run_pending(self) -> float:
         """Start the collections that are due; return seconds until the next one."""
-        self._scheduler.run_pending()
+        if not self._scheduling or not self.inputs:
+            return 1.0
+        now = self._monotonic()
+        for running in self.inputs:
+            if now >= running.next_due:
+                self._due(running)
+                running.next_due += running.config.interval
+                if running.next_due <= now:  # turns missed while suspended: not made up
+                    running.next_due = now + running.config.interval
         self._check_timeouts()
-        idle = self._scheduler.idle_seconds
-        return max(0.0, idle) if idle is not None else 1.0
+        return max(0.0, min(r.next_due for r in self.inputs) - now)
 
     def _due(self, running: RunningInput) -> None:
         with self._lock:
@@ -257,7 +267,7 @@ class Collector:
 
     def stop(self) -> None:
         """Stop scheduling; do not wait for hung inputs."""
-        self._scheduler.clear()
+        self._scheduling = False
         self._pool.shutdown()
         for running in self.inputs:
             try:

@@ -10,6 +10,7 @@ parsed config holds a :class:`Secret`, whose ``repr`` shows only where it came f
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import socket
@@ -320,6 +321,37 @@ class _Parser:
         return self.secret(str(path), f"{where}.{name}")
 
 
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)\Z")
+
+
+def url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
+    """What is wrong with ``url`` (a scheme of ``schemes``, a host name or address, a
+    port in 1..65535), or ``None``. Run at config load, so a typo stops the daemon with
+    exit 2 instead of failing on the first write."""
+    allowed = " or ".join(f"{scheme}://" for scheme in schemes)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"{url!r} is not a valid URL ({exc})"
+    if parts.scheme not in schemes:
+        return f"{url!r} must start with {allowed}"
+    host = parts.hostname
+    if not host:
+        return f"{url!r} names no host"
+    if port == 0:
+        return f"{url!r}: port 0 is not a port; use 1..65535"
+    if ":" in host:  # an IPv6 address; urlsplit has checked the brackets
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            return f"{url!r}: {host!r} is not an IPv6 address"
+        return None
+    if not all(_HOST_LABEL.match(label) for label in host.removesuffix(".").split(".")):
+        return f"{url!r}: {host!r} is not a valid host name"
+    return None
+
+
 def _describe(raw: object) -> str:
     names = {
         str: "a string",
@@ -370,9 +402,11 @@ def parse(
     if agent.batch_size < 1:
         raise parser.error("agent.batch_size", "must be at least 1")
     influxdb = parser.section(InfluxConfig, data.get("influxdb", {}), "influxdb")
-    if not influxdb.url.startswith(("http://", "https://")):
-        raise parser.error("influxdb.url", f"{influxdb.url!r} must start with http:// or https://")
+    if problem := url_problem(influxdb.url, ("http", "https")):
+        raise parser.error("influxdb.url", problem)
     grafana = parser.section(GrafanaConfig, data.get("grafana", {}), "grafana")
+    if problem := url_problem(grafana.url, ("http", "https")):
+        raise parser.error("grafana.url", problem)
 
     inputs_table = data.get("inputs", {})
     if not isinstance(inputs_table, dict):

@@ -67,6 +67,7 @@ def snapshot(agent: Agent) -> dict[str, Any]:
             "dropped": dropped,
         },
         "spool": {
+            "degraded": pipeline.spool.degraded,
             "points": pipeline.spool_points,
             "bytes": pipeline.spool_bytes,
             "oldest": _seconds(pipeline.spool_head_time_ns),
@@ -82,6 +83,7 @@ def snapshot(agent: Agent) -> dict[str, Any]:
                 "last_success": running.stats.last_success,
                 "last_error": running.stats.last_error,
                 "duration_ms": round(running.stats.last_duration_s * 1000, 1),
+                "state": running.input.status(),
             }
             for running in agent.collector.inputs
             if running.config.type != "pitelemetry"

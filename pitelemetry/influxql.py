@@ -8,7 +8,7 @@ import json
 import urllib.parse
 from typing import Any
 
-from pitelemetry.writer import RetryableError, classify
+from pitelemetry.writer import RetryableError, classify, exchange
 
 
 def query(
@@ -38,11 +38,16 @@ def query(
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     conn = cls(parts.hostname or "127.0.0.1", parts.port or 8086, timeout=timeout)
     try:
-        conn.request(
-            "POST", parts.path.rstrip("/") + "/query", urllib.parse.urlencode(params), headers
+        response, data = exchange(
+            conn,
+            "POST",
+            parts.path.rstrip("/") + "/query",
+            urllib.parse.urlencode(params),
+            headers,
+            deadline=timeout,
+            max_bytes=None,  # results can be long; the deadline still bounds the wait
         )
-        response = conn.getresponse()
-        body = response.read().decode("utf-8", "replace")
+        body = data.decode("utf-8", "replace")
     except (OSError, http.client.HTTPException) as exc:
         raise RetryableError(f"cannot reach InfluxDB at {url}: {exc}") from None
     finally:

@@ -40,6 +40,7 @@ from pitelemetry.spool import Spool, SpoolRecord
 from pitelemetry.writer import (
     AuthError,
     DatabaseNotFoundError,
+    NotInfluxDBError,
     RejectedError,
     RetryableError,
     TooLargeError,
@@ -53,8 +54,7 @@ QUEUE_CHUNKS = 256  # collections waiting for the writer before submit() blocks
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 60.0
 RETRY_AFTER_MAX_S = 600.0
-ACK_WITHIN_S = 0.05  # how soon lines someone waits on (an MQTT ack) are written
-ACK_BURST = 100  # ... or at once, when this many wait and no more are queued
+ACK_WITHIN_S = 0.05  # at the latest, lines someone waits on (an MQTT ack) are written
 # Lines per spool record: a record is read whole while the backlog drains, so this bounds
 # the memory a drain needs (bench/replay), at a small cost in requests.
 SPOOL_RECORD_LINES = 1000
@@ -164,6 +164,21 @@ class Pipeline:
         self._thread.start()
 
     def _run(self) -> None:
+        """The writer loop. It must outlive any error: if one escapes a turn (a bug),
+        what is pending is spooled, the error is logged with its traceback once and
+        shown in ``status``, and the loop goes on after a pause."""
+        while not self._stop.is_set():
+            try:
+                self._loop()
+            except Exception as exc:  # the loop outlives any error (see above)
+                self.stats.problem = f"the writer hit an unexpected error: {exc!r}"
+                if self._problems.report("writer-bug", self.stats.problem, logging.ERROR):
+                    log.exception("writer: the error's traceback")
+                pending, self._pending = self._pending, []
+                self._settle(len(pending), safe=self._spool(pending))
+                self._stop.wait(1.0)
+
+    def _loop(self) -> None:
         next_flush = self._monotonic() + self.flush_interval
         while not self._stop.is_set():
             self.heartbeat = self._monotonic()
@@ -214,10 +229,13 @@ class Pipeline:
             self._ack_due = math.inf
 
     def _burst_waits(self) -> bool:
-        """A burst of lines someone waits on has arrived and nothing follows it yet: write
-        now. The broker sends no more than its in-flight window before our acks, so
-        waiting out ``ACK_WITHIN_S`` would only idle both ends."""
-        return bool(self._waiting) and len(self._pending) >= ACK_BURST and self._queue.empty()
+        """Lines someone waits on are pending and nothing more is queued: write them
+        now (group commit: while one write is on its way, the next burst collects).
+        Waiting for more would idle both ends: a broker sends no more than its
+        in-flight window before our acknowledgements, and Mosquitto's default window
+        is 20 messages; batching those for even 50 ms made it queue a burst past its
+        default 1,000 per client and drop the rest."""
+        return bool(self._waiting) and self._queue.empty()
 
     def _drain_queue(self) -> None:
         while len(self._pending) < self.batch_size:
@@ -334,6 +352,10 @@ class Pipeline:
         except WriteError as exc:
             self._failed(exc)
             return False
+        except Exception as exc:  # a bug must not kill the writer thread
+            log.debug("unexpected write error", exc_info=True)
+            self._failed(RetryableError(f"unexpected error while writing: {exc!r}"))
+            return False
         self.stats.written += count
         self._succeeded(started)
         return True
@@ -362,7 +384,7 @@ class Pipeline:
         if isinstance(exc, AuthError):
             hint = "; check [influxdb] username and password_file, or token_file"
             self.stats.problem = f"{exc}{hint}"
-        elif isinstance(exc, DatabaseNotFoundError):
+        elif isinstance(exc, DatabaseNotFoundError | NotInfluxDBError):
             self.stats.problem = str(exc)
         reported = self._problems.report("write", f"write failed, spooling the points: {exc}{hint}")
         if reported and self.stats.outage_since is None:

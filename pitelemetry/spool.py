@@ -76,6 +76,11 @@ class Spool(Protocol):
     @property
     def dropped(self) -> int: ...
 
+    @property
+    def degraded(self) -> str:
+        """Why points are kept in memory only ("" while the disk takes them)."""
+        ...
+
     def append(self, lines: list[str], mark: ClockMark | None = None) -> None: ...
 
     def head(self) -> SpoolRecord | None: ...
@@ -229,6 +234,10 @@ class DiskSpool:
     def dropped(self) -> int:
         return self._dropped
 
+    @property
+    def degraded(self) -> str:
+        return ""
+
     def append(self, lines: list[str], mark: ClockMark | None = None) -> None:
         """Store ``lines`` durably (``fsync``) before returning."""
         if not lines:
@@ -341,11 +350,16 @@ class MemorySpool:
     """The same interface in memory, bounded alike: used when the state directory
     cannot be written (read-only SD card, wrong owner), so the daemon still runs."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, degraded: str = "") -> None:
         self.max_bytes = max_bytes
         self._records: collections.deque[tuple[SpoolRecord, int]] = collections.deque()
         self._bytes = 0
         self._dropped = 0
+        self._degraded = degraded
+
+    @property
+    def degraded(self) -> str:
+        return self._degraded
 
     @property
     def lines(self) -> int:
@@ -388,19 +402,88 @@ class MemorySpool:
         pass
 
 
+class FallbackSpool:
+    """The disk spool with memory behind it.
+
+    When the disk refuses a record (a read-only SD card, a spool directory owned by
+    root), the points go to a :class:`MemorySpool`, bounded by the same cap and counted
+    when it overflows, instead of being lost; ``degraded`` says why, for ``status`` and
+    the log (once). What the disk already holds is older, so it is replayed first. The
+    disk is tried again whenever memory is empty, so a remounted card is used again."""
+
+    def __init__(self, disk: DiskSpool, max_bytes: int) -> None:
+        self.disk = disk
+        self.memory = MemorySpool(max_bytes)
+        self._degraded = ""
+        self._head_from: Spool | None = None
+
+    @property
+    def lines(self) -> int:
+        return self.disk.lines + self.memory.lines
+
+    @property
+    def bytes(self) -> int:
+        return self.disk.bytes + self.memory.bytes
+
+    @property
+    def dropped(self) -> int:
+        return self.disk.dropped + self.memory.dropped
+
+    @property
+    def degraded(self) -> str:
+        return self._degraded
+
+    def append(self, lines: list[str], mark: ClockMark | None = None) -> None:
+        if not self.memory.lines:  # keep the order: nothing newer is in memory yet
+            try:
+                self.disk.append(lines, mark)
+            except OSError as exc:
+                reason = f"cannot write {self.disk.directory}: {exc.strerror or exc}"
+                if reason != self._degraded:
+                    log.error(
+                        "spool: %s; keeping unwritten points in memory (up to %d bytes, "
+                        "lost on restart) until the disk takes them again",
+                        reason,
+                        self.memory.max_bytes,
+                    )
+                self._degraded = reason
+            else:
+                if self._degraded:
+                    log.info("spool: %s takes points again", self.disk.directory)
+                self._degraded = ""
+                return
+        self.memory.append(lines, mark)
+
+    def head(self) -> SpoolRecord | None:
+        for spool in (self.disk, self.memory):
+            record = spool.head()
+            if record is not None:
+                self._head_from = spool
+                return record
+        return None
+
+    def ack(self) -> None:
+        if self._head_from is not None:
+            self._head_from.ack()
+            self._head_from = None
+
+    def close(self) -> None:
+        self.disk.close()
+
+
 def open_spool(directory: Path, max_bytes: int) -> Spool:
-    """A :class:`DiskSpool` in ``directory``, or a :class:`MemorySpool` if the
+    """A :class:`FallbackSpool` on ``directory``, or a :class:`MemorySpool` if the
     directory cannot be used at all (logged; the daemon runs on)."""
     try:
-        return DiskSpool(directory, max_bytes)
+        return FallbackSpool(DiskSpool(directory, max_bytes), max_bytes)
     except OSError as exc:
+        reason = f"cannot use {directory}: {exc.strerror or exc}"
         log.error(
-            "spool: cannot use %s (%s); unwritten points are kept in memory only and are "
-            "lost on restart. Check that the directory exists and belongs to the service user",
-            directory,
-            exc.strerror or exc,
+            "spool: %s; unwritten points are kept in memory only and are lost on restart. "
+            "Check that the directory exists and belongs to the service user",
+            reason,
         )
-        return MemorySpool(max_bytes)
+        return MemorySpool(max_bytes, degraded=reason)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -24,19 +24,43 @@ class NotRunningError(Exception):
 def read_state(runtime_dir: Path) -> dict[str, Any]:
     path = runtime_dir / STATE_FILE
     try:
-        state: dict[str, Any] = json.loads(path.read_text())
+        state: object = json.loads(path.read_text())
     except FileNotFoundError:
         raise NotRunningError(
             f"no state file at {path}: is the daemon running? (systemctl status pitelemetry)"
         ) from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise NotRunningError(f"cannot read {path}: {exc}") from None
-    if not _alive(int(state.get("pid", 0))):
+    if not isinstance(state, dict) or not _well_formed(state):
+        raise NotRunningError(
+            f"{path} does not hold pitelemetry's state (another program's file, or damaged); "
+            "it is rewritten every two seconds while the daemon runs"
+        )
+    if not _alive(state["pid"]):
         raise NotRunningError(
             f"pitelemetry is not running (its last state, from "
             f"{_ago(state.get('updated'))}, is in {path})"
         )
     return state
+
+
+# The parts of the state render() reads, and their types.
+_SHAPE: dict[str, type | tuple[type, ...]] = {
+    "version": str,
+    "pid": int,
+    "config": str,
+    "clock": dict,
+    "influxdb": dict,
+    "points": dict,
+    "spool": dict,
+    "inputs": list,
+}
+
+
+def _well_formed(state: dict[str, Any]) -> bool:
+    if not all(isinstance(state.get(key), kind) for key, kind in _SHAPE.items()):
+        return False
+    return not isinstance(state["pid"], bool)
 
 
 def _alive(pid: int) -> bool:
@@ -78,7 +102,15 @@ def _cut(text: str, width: int) -> str:
 
 
 def render(state: dict[str, Any], now: float | None = None) -> str:
-    """Lines of at most 80 columns."""
+    """Lines of at most 80 columns; a state of another version (a key missing or of
+    another type) gives a line that says so, never an exception."""
+    try:
+        return _render(state, now)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return f"pitelemetry {state.get('version', '?')}: cannot show this state ({exc!r})"
+
+
+def _render(state: dict[str, Any], now: float | None = None) -> str:
     now = now or time.time()
     influx = state["influxdb"]
     points = state["points"]
@@ -109,10 +141,14 @@ def render(state: dict[str, Any], now: float | None = None) -> str:
     )
     oldest = f", oldest from {_ago(spool['oldest'], now)}" if spool["oldest"] else ""
     lines.append(f"spool     {spool['points']} points, {_size(spool['bytes'])}{oldest}")
+    if spool.get("degraded"):
+        lines.append(f"          IN MEMORY ONLY: {_cut(spool['degraded'], 55)}")
     lines.append(f"{'input':<16}{'last ok':>12}{'errors':>8}  last error")
-    lines.extend(
-        f"{_cut(item['name'], 15):<16}{_ago(item['last_success'], now):>12}"
-        f"{item['errors']:>8}  {_cut(item['last_error'] or '-', 42)}"
-        for item in state["inputs"]
-    )
+    for item in state["inputs"]:
+        lines.append(
+            f"{_cut(item['name'], 15):<16}{_ago(item['last_success'], now):>12}"
+            f"{item['errors']:>8}  {_cut(item['last_error'] or '-', 42)}"
+        )
+        if item.get("state"):
+            lines.append(f"{'':16}{_cut(item['state'], 64)}")
     return "\n".join(line[:80] for line in lines)

@@ -14,12 +14,14 @@ Low-level errors are translated here, at the boundary, into the small tree under
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import http.client
 import json
 import logging
 import re
 import socket
+import threading
 import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any, Protocol
@@ -50,6 +52,12 @@ class AuthError(RetryableError):
 
 class DatabaseNotFoundError(RetryableError):
     """404: the database or bucket does not exist yet (``pitelemetry provision``)."""
+
+
+class NotInfluxDBError(RetryableError):
+    """A 2xx answer that InfluxDB would not give (no ``204``, no ``X-Influxdb-Version``):
+    the URL reaches some other web server. Nothing counts as written; the batch is kept
+    and a person must fix ``[influxdb] url``."""
 
 
 class TooLargeError(WriteError):
@@ -87,10 +95,27 @@ def _retry_after(value: str | None) -> float | None:
         return None  # an HTTP date; the caller's own backoff applies
 
 
-def classify(status: int, body: str, retry_after: str | None, count: int) -> WriteError | None:
-    """Map an HTTP answer to the error it means, or ``None`` for success."""
+def classify(
+    status: int,
+    body: str,
+    retry_after: str | None,
+    count: int,
+    *,
+    influx_version: str | None = "",
+) -> WriteError | None:
+    """Map an HTTP answer to the error it means, or ``None`` for success.
+
+    ``influx_version`` is the answer's ``X-Influxdb-Version`` header, ``None`` when it
+    had none. A write is acknowledged only by InfluxDB's own answer: ``204``, or another
+    2xx that carries that header; any other 2xx comes from something that is not
+    InfluxDB (a web server at a mistyped URL) and is :class:`NotInfluxDBError`."""
     if 200 <= status < 300:
-        return None
+        if status == 204 or influx_version is not None:
+            return None
+        return NotInfluxDBError(
+            f"the server answered {status} without InfluxDB's X-Influxdb-Version header "
+            f"({_error_message(body)[:60]!r}): it is not InfluxDB; check [influxdb] url"
+        )
     message = _error_message(body) or f"HTTP {status}"
     if status in (401, 403):
         return AuthError(f"InfluxDB refused the credentials ({status}): {message}")
@@ -126,6 +151,69 @@ def _error_message(body: str) -> str:
     if isinstance(data, dict):
         return str(data.get("error") or data.get("message") or body)[:500]
     return body.strip()[:500]
+
+
+# An answer to a write or a ping is short (InfluxDB's errors are a line of JSON); what is
+# beyond this is not read, so a server answering with gigabytes cannot fill the memory.
+MAX_ANSWER_BYTES = 64 * 1024
+
+
+class _Deadline:
+    """Abandons an HTTP exchange that has not finished within ``seconds`` in all.
+
+    A socket timeout only bounds each read: a server (or proxy) that trickles its
+    answer a byte every few seconds would hold the writer for as long as it likes. A
+    timer shuts the socket down at the deadline, which ends the blocked read at once."""
+
+    def __init__(self, conn: http.client.HTTPConnection, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._conn = conn
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        self.expired = True
+        sock = self._conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def exchange(
+    conn: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: bytes | str | None,
+    headers: dict[str, str],
+    *,
+    deadline: float,
+    max_bytes: int | None = MAX_ANSWER_BYTES,
+) -> tuple[http.client.HTTPResponse, bytes]:
+    """One request and its answer (at most ``max_bytes`` of it), all within ``deadline``
+    seconds. Raises ``TimeoutError`` past the deadline, ``OSError`` or
+    ``http.client.HTTPException`` when the exchange fails. The connection is closed
+    when the answer was not read to its end, so it is never reused mid-answer."""
+    with _Deadline(conn, deadline) as timer:
+        try:
+            conn.request(method, path, body, headers or {})
+            response = conn.getresponse()
+            data = response.read(max_bytes) if max_bytes is not None else response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            if timer.expired:
+                raise TimeoutError(f"no complete answer within {deadline:g}s") from exc
+            raise
+    if not response.isclosed():
+        conn.close()
+    return response, data
 
 
 class V1Writer:
@@ -172,19 +260,23 @@ class V1Writer:
     def write_body(self, body: bytes, count: int) -> None:
         if self._gzip:
             body = gzip.compress(body, compresslevel=1, mtime=0)
+        conn = self._connection()
         try:
-            conn = self._connection()
-            conn.request("POST", self._path, body, self._headers)
-            response = conn.getresponse()
-            status = response.status
-            text = response.read().decode("utf-8", "replace")
-            retry_after = response.getheader("Retry-After")
+            response, data = exchange(
+                conn, "POST", self._path, body, self._headers, deadline=self._timeout
+            )
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise RetryableError(
                 f"cannot reach InfluxDB at {self._host}:{self._port}: {_describe_os_error(exc)}"
             ) from None
-        error = classify(status, text, retry_after, count)
+        error = classify(
+            response.status,
+            data.decode("utf-8", "replace"),
+            response.getheader("Retry-After"),
+            count,
+            influx_version=response.getheader("X-Influxdb-Version"),
+        )
         if error is not None:
             if response.getheader("Connection", "").lower() == "close":
                 self.close()
@@ -261,9 +353,9 @@ def ping(url: str, timeout: float = 5.0) -> str:
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     conn = cls(parts.hostname or "127.0.0.1", parts.port or 8086, timeout=timeout)
     try:
-        conn.request("GET", parts.path.rstrip("/") + "/ping")
-        response = conn.getresponse()
-        response.read()
+        response, _ = exchange(
+            conn, "GET", parts.path.rstrip("/") + "/ping", None, {}, deadline=timeout
+        )
         if response.status >= 500:
             raise RetryableError(f"InfluxDB at {url} answered /ping with {response.status}")
         return response.getheader("X-Influxdb-Version", "") or ""
@@ -343,7 +435,7 @@ def _describe_os_error(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, socket.timeout | TimeoutError):
-        return "timed out"
+        return str(exc) if str(exc) and str(exc) != "timed out" else "timed out"
     if isinstance(exc, socket.gaierror):
         return f"host name not found ({exc.strerror})"
     return str(exc) or type(exc).__name__

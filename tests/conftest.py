@@ -43,12 +43,19 @@ def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetri
         yield server
 
 
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A Mosquitto of this test's own, which it may stop and start."""
-    for server in _start(Mosquitto, tmp_path / "mosquitto"):
-        assert isinstance(server, Mosquitto)
+@pytest.fixture(params=["generous", "default"])
+def mosquitto(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Mosquitto]:
+    """A Mosquitto of this test's own, which it may stop and start; every test that
+    uses it runs against generous limits and against Mosquitto's defaults."""
+    try:
+        server = Mosquitto(tmp_path / "mosquitto", limits=request.param)
+    except MissingServerError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    server.start()
+    try:
         yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

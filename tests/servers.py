@@ -174,16 +174,22 @@ class VictoriaMetrics(Server):
             return [json.loads(line) for line in response.read().splitlines() if line.strip()]
 
 
+GENEROUS = "max_queued_messages 0\nmax_inflight_messages 1000\n"
+
+
 class Mosquitto(Server):
-    """Mosquitto with persistence (sessions survive a broker restart), no limit on the
-    messages it queues for an offline client or keeps in flight."""
+    """Mosquitto with persistence (sessions survive a broker restart). ``limits``:
+    ``"generous"`` lifts the limits on the messages it queues for a client or keeps in
+    flight; ``"default"`` keeps Mosquitto's own defaults (1,000 queued per client, 20 in
+    flight), which is what a Pi owner's broker has."""
 
     name = "mosquitto"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, limits: str = "generous") -> None:
         super().__init__(workdir)
         self.binary = _binary("mosquitto", "mosquitto")
         self.config_path = workdir / "mosquitto.conf"
+        self.limits = limits
         self._write_config()
 
     def _write_config(self, listeners: str = "") -> None:
@@ -194,9 +200,7 @@ class Mosquitto(Server):
             f"""{user}per_listener_settings true
 persistence true
 persistence_location {self.workdir}/
-max_queued_messages 0
-max_inflight_messages 1000
-log_dest stderr
+{GENEROUS if self.limits == "generous" else ""}log_dest stderr
 log_type error
 listener {self.port} 127.0.0.1
 allow_anonymous true

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pitelemetry.clock import FLOOR_NS, Clock, ClockMark
-from pitelemetry.pipeline import ACK_BURST, QUEUE_CHUNKS, Pipeline
+from pitelemetry.pipeline import QUEUE_CHUNKS, Pipeline
 from pitelemetry.spool import DiskSpool, MemorySpool, Spool
 from pitelemetry.writer import RejectedError, RetryableError, TooLargeError, V1Writer
 from tests.servers import InfluxDB1
@@ -271,19 +271,23 @@ def test_on_durable_runs_once_lines_are_written(tmp_path: Path) -> None:
     assert done == ["a", "bc"]  # "bc" only once its last line was written
 
 
-def test_a_burst_someone_waits_on_is_written_at_once(tmp_path: Path) -> None:
+def test_lines_someone_waits_on_are_written_once_nothing_more_is_queued(
+    tmp_path: Path,
+) -> None:
     writer = FakeWriter()
     frozen = time.monotonic()  # so neither flush_interval nor ACK_WITHIN_S ever passes
     pipeline = pipeline_with(writer, tmp_path, flush_interval=60, monotonic=lambda: frozen)
     done: list[int] = []
+    pipeline.submit(["m v=1"], None, lambda: done.append(1))
+    pipeline.submit(["m v=2", "m v=3"], None, lambda: done.append(2))
     pipeline.start()
     try:
-        pipeline.submit([f"m v={i}" for i in range(ACK_BURST - 1)], None, lambda: done.append(1))
-        time.sleep(0.3)
-        assert done == []  # a few messages: batched for up to ACK_WITHIN_S
-        pipeline.submit(["m v=-1"], None, lambda: done.append(2))
-        wait_until(lambda: done == [1, 2], seconds=5)  # a burst: written at once
-        assert len(writer.batches) == 1
+        # Both waiting collections go in one write, as soon as the queue is empty: a
+        # broker's in-flight window (20 messages by default) never waits on a timer.
+        wait_until(lambda: done == [1, 2], seconds=5)
+        assert writer.batches == [["m v=1", "m v=2", "m v=3"]]
+        pipeline.submit(["m v=4"], None, lambda: done.append(3))
+        wait_until(lambda: done == [1, 2, 3], seconds=5)
     finally:
         pipeline.stop(1)
 

@@ -74,5 +74,10 @@ class Input:
         trial collection (the stocks input's quota plan). The default adds none."""
         return ()
 
+    def status(self) -> str:
+        """One line for ``pitelemetry status`` about a lasting state beyond the last
+        error (the MQTT input: connected or since when not). The default says nothing."""
+        return ""
+
     def close(self) -> None:
         """Release handles (GPIO pins, connections). The default has none."""

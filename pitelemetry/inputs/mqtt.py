@@ -41,20 +41,25 @@ measurement or a tag key. Messages that match no rule, do not parse, or exceed
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import hashlib
 import json
 import logging
 import math
 import re
+import socket
 import ssl
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-from pitelemetry.config import AgentConfig, Duration, InputConfig, Secret
+from pitelemetry import statefile
+from pitelemetry.config import AgentConfig, Duration, InputConfig, Secret, url_problem
 from pitelemetry.inputs import Emit, Input, InputError
 from pitelemetry.logs import StateLog
 from pitelemetry.point import FieldValue, Point, clean_key
@@ -65,6 +70,9 @@ TRUE_WORDS = frozenset({"on", "true", "open", "yes"})
 FALSE_WORDS = frozenset({"off", "false", "closed", "no"})
 _PLACEHOLDER = re.compile(r"^\{(\w+)\}$")
 MAX_BURST = 1000  # messages handed to the pipeline at once, at most
+BROKER_SCHEMES = ("tcp", "mqtt", "ssl", "mqtts")
+BROKER_DROPPED = "$SYS/broker/publish/messages/dropped"  # Mosquitto's counter
+RETAINED_REMEMBERED = 10_000  # topics whose last retained payload is remembered
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,15 @@ class MQTTOptions:
     qos: int = 1
     keepalive: Duration = Duration(60.0)
     max_payload_bytes: int = 65536
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        """(key, problem) for what the types alone do not catch."""
+        if problem := url_problem(self.broker, BROKER_SCHEMES):
+            yield "broker", problem
+        if self.qos not in (0, 1, 2):
+            yield "qos", f"{self.qos} is not a QoS level; use 0, 1 or 2"
+        if not self.preset and not self.rules:
+            yield "rules", "set a preset or at least one [[inputs.mqtt.rules]]"
 
 
 class CompiledRule:
@@ -237,12 +254,11 @@ class MQTTInput(Input):
         options: MQTTOptions,
         *,
         client_id: str = "",
+        state_file: Path | None = None,
         time_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.options = options
         rules = PRESETS.get(options.preset, ()) + options.rules
-        if not rules:
-            raise ValueError("mqtt: set a preset or at least one [[inputs.mqtt.rules]]")
         self.rules = [CompiledRule(rule) for rule in rules]
         self.client_id = options.client_id or client_id
         self._time_ns = time_ns
@@ -253,6 +269,7 @@ class MQTTInput(Input):
         self._pending_points: list[Point] = []
         self._pending_sourced: list[Point] = []
         self._pending_acks: list[tuple[int, int]] = []
+        self._pending_retained: list[tuple[str, str]] = []
         self.received = 0
         self.unmatched = 0
         self.invalid = 0
@@ -260,6 +277,14 @@ class MQTTInput(Input):
         self.connected = False
         self._last_error = ""
         self._refused = ""
+        self._down_since = time.time()
+        self.thread_restarts = 0
+        self._thread_died = ""
+        self._closing = False
+        # The broker's own count of messages it dropped ($SYS), first seen and latest.
+        self._broker_dropped: tuple[int, int] | None = None
+        self.retained = RetainedMemory(state_file)
+        self.retained_skipped = 0
 
     @classmethod
     def from_config(
@@ -267,7 +292,8 @@ class MQTTInput(Input):
     ) -> MQTTInput:
         suffix = f"-{config.index + 1}" if config.index else ""
         client_id = f"pitelemetry-{agent.hostname}{suffix}"
-        return cls(config.options, client_id=client_id, time_ns=time_ns)
+        state_file = Path(agent.state_dir) / f"mqtt-retained{suffix}.json"
+        return cls(config.options, client_id=client_id, state_file=state_file, time_ns=time_ns)
 
     # -- connection ------------------------------------------------------------------------
 
@@ -307,6 +333,7 @@ class MQTTInput(Input):
             )
         client.reconnect_delay_set(min_delay=1, max_delay=60)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.after_read = self._flush
@@ -325,15 +352,27 @@ class MQTTInput(Input):
         self._last_error = self._refused = ""
         self._problems.clear("connect", f"mqtt: connected to {self.options.broker}")
         subscriptions = sorted({rule.subscription for rule in self.rules})
-        client.subscribe([(topic, self.options.qos) for topic in subscriptions])
+        client.subscribe(
+            [(topic, self.options.qos) for topic in subscriptions] + [(BROKER_DROPPED, 0)]
+        )
         log.info(
             "mqtt: connected to %s, subscribed to %s", self.options.broker, ", ".join(subscriptions)
         )
+
+    def _on_connect_fail(self, client: Any, userdata: object) -> None:
+        """The TCP (or TLS) connection could not be made; paho retries on its own. The
+        collector logs it once, from :meth:`collect`, with the time it began."""
+        del userdata
+        error = getattr(client, "connect_error", None)
+        self._last_error = f"cannot connect: {_describe(error)}"
+        log.debug("mqtt %s: %s; retrying", self.options.broker, self._last_error)
 
     def _on_disconnect(
         self, client: Any, userdata: object, flags: Any, reason: Any, properties: object
     ) -> None:
         del client, userdata, flags, properties
+        if self.connected:
+            self._down_since = time.time()
         self.connected = False
         # After a refusal the broker hangs up; the refusal is what the user must fix.
         self._last_error = self._refused or f"disconnected ({reason}); reconnecting"
@@ -345,11 +384,38 @@ class MQTTInput(Input):
         """Collect a burst's points and acknowledgements; :meth:`_flush` hands them on
         after the read (paho's network thread calls both)."""
         del client, userdata
-        points, sourced = self._points_and_origin(_topic(message), message.payload)
-        (self._pending_sourced if sourced else self._pending_points).extend(points)
         self._pending_acks.append((message.mid, message.qos))
+        topic = _topic(message)
+        if topic.startswith("$SYS/"):
+            self._broker_counter(topic, message.payload)
+        else:
+            self._take(topic, message.payload, retained=bool(message.retain))
         if len(self._pending_acks) >= MAX_BURST:
             self._flush()
+
+    def _take(self, topic: str, payload: bytes, *, retained: bool) -> None:
+        digest = ""
+        if len(payload) <= self.options.max_payload_bytes:
+            digest = self.retained.digest(payload)
+            if retained and self.retained.seen(topic, digest):
+                # Sent again because we subscribed again (a restart, a reconnect):
+                # stored the first time, so storing it again would add a stale reading.
+                with self._lock:
+                    self.retained_skipped += 1
+                return
+        try:
+            points, sourced = self._points_and_origin(topic, payload)
+        except Exception as exc:  # noqa: BLE001 - one message's failure costs only it
+            # (RecursionError from JSON nested 1,000 deep, OverflowError from a 400-digit
+            # timestamp, a bug): left to escape, it would end paho's network thread, and
+            # at QoS 1 the redelivered message would end it again.
+            self._count("invalid", topic, f"cannot use the payload: {type(exc).__name__}")
+            return
+        (self._pending_sourced if sourced else self._pending_points).extend(points)
+        if points:
+            self.retained.note(topic, digest)
+            if retained:
+                self._pending_retained.append((topic, digest))
 
     def _flush(self) -> None:
         acks = self._pending_acks
@@ -361,7 +427,9 @@ class MQTTInput(Input):
         batches = [
             (b, s) for b, s in ((self._pending_points, False), (self._pending_sourced, True)) if b
         ]
+        retained = self._pending_retained
         self._pending_points, self._pending_sourced, self._pending_acks = [], [], []
+        self._pending_retained = []
         with self._lock:
             self.received += len(acks)
         if not batches or emit is None:
@@ -374,6 +442,9 @@ class MQTTInput(Input):
             remaining -= 1
             if not remaining:
                 client.ack_all(acks)
+                # Remembered only now: a retained message whose points were lost in a
+                # crash is stored when the broker sends it again.
+                self.retained.remember(retained)
 
         for points, sourced in batches:
             emit(points, one_safe, source_stamped=sourced)
@@ -431,24 +502,238 @@ class MQTTInput(Input):
         )
 
     def collect(self) -> Iterator[Point]:
-        """The input's own counters, as ``mqtt`` points; raises while disconnected."""
+        """The input's own counters, as ``mqtt`` points. Raises while the broker is not
+        connected, and once after the network thread died and was restarted."""
+        self.retained.save()
+        self._watch_thread()
+        if self._thread_died:
+            died, self._thread_died = self._thread_died, ""
+            raise InputError(f"the MQTT network thread died ({died}); restarted it")
         if self._client is not None and not self.connected and self._last_error:
-            raise InputError(f"{self.options.broker}: {self._last_error}")
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self._down_since))
+            raise InputError(
+                f"{self.options.broker}: not connected since {since}: {self._last_error}"
+            )
         with self._lock:
-            fields = {
+            fields: dict[str, FieldValue] = {
                 "received": self.received,
                 "unmatched": self.unmatched,
                 "invalid": self.invalid,
                 "too_large": self.too_large,
+                "retained_skipped": self.retained_skipped,
+                "thread_restarts": self.thread_restarts,
                 "connected": self.connected,
             }
+        if self._broker_dropped is not None:
+            fields["broker_dropped"] = self._broker_dropped[1] - self._broker_dropped[0]
         yield Point("mqtt", fields, {"broker": self.options.broker}, self._time_ns())
 
+    def _watch_thread(self) -> None:
+        """paho's network thread can end on an error of its own; start a new one."""
+        client = self._client
+        thread = getattr(client, "_thread", None)
+        if client is None or self._closing or thread is None or thread.is_alive():
+            return
+        self.thread_restarts += 1
+        self._thread_died = getattr(client, "thread_error", "") or "it ended"
+        log.error(
+            "mqtt %s: the network thread died (%s); restarting it",
+            self.options.broker,
+            self._thread_died,
+        )
+        client._thread = None
+        client.loop_start()
+
+    def status(self) -> str:
+        if self._client is None:
+            return ""
+        if self.connected:
+            state = f"connected to {self.options.broker}"
+        else:
+            since = time.strftime("%H:%M:%S", time.localtime(self._down_since))
+            state = f"NOT CONNECTED since {since}: {self._last_error or 'connecting'}"
+        if self._broker_dropped is not None:
+            dropped = self._broker_dropped[1] - self._broker_dropped[0]
+            if dropped:
+                state += f"; the BROKER DROPPED {dropped} messages since (see README: MQTT)"
+        if self.retained_skipped:
+            state += f"; {self.retained_skipped} retained repeats skipped"
+        return state
+
+    def _broker_counter(self, topic: str, payload: bytes) -> None:
+        """Mosquitto's ``$SYS/broker/publish/messages/dropped``: messages it threw away
+        because a client's queue was full. Counted from when we first saw it."""
+        del topic
+        try:
+            value = int(payload.decode("ascii").strip())
+        except (UnicodeDecodeError, ValueError):
+            return
+        first = self._broker_dropped[0] if self._broker_dropped else value
+        self._broker_dropped = (min(first, value), value)
+        if value > first:
+            self._problems.report(
+                "broker-dropped",
+                f"mqtt {self.options.broker}: the broker dropped {value - first} messages "
+                "since pitelemetry connected (its per-client queue was full); "
+                "see the README's MQTT section for max_queued_messages",
+                logging.ERROR,
+            )
+
+    def checks(self) -> Iterator[tuple[str, bool, str]]:
+        """Connect to the broker now, as a separate short-lived client (never with the
+        daemon's persistent session), and read its dropped-messages counter."""
+        yield probe_broker(self)
+
     def close(self) -> None:
+        self._closing = True
         if self._client is not None:
             self._client.loop_stop()
             self._client.disconnect()
             self._client = None
+        self.retained.save()
+
+
+class RetainedMemory:
+    """Which retained messages were stored already, so a restart or reconnect does not
+    store every retained value again as a new reading.
+
+    A broker sends its retained messages to each new subscription: at every start and
+    reconnect. A retained message is skipped when its payload is the last one stored for
+    its topic: in this run (any message, retained or not: a persistent session also
+    delivers what was published while we were away, then the retained copy of the same
+    message), or, from the state file, in an earlier run. A changed payload is stored.
+    The file holds a digest per topic, only for retained messages and only once their
+    points are safe, so a crash can repeat a reading but never lose one; it is bounded
+    to :data:`RETAINED_REMEMBERED` topics (the oldest forgotten first) and saved from
+    :meth:`MQTTInput.collect` only when it changed."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._saved: dict[str, str] = {}
+        self._last: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._dirty = False
+        if path is not None:
+            loaded = statefile.read_json(path, _digest_map, "storing retained messages again")
+            self._saved = loaded or {}
+
+    @staticmethod
+    def digest(payload: bytes) -> str:
+        return hashlib.blake2b(payload, digest_size=12).hexdigest()
+
+    def seen(self, topic: str, digest: str) -> bool:
+        return self._last.get(topic) == digest or self._saved.get(topic) == digest
+
+    def note(self, topic: str, digest: str) -> None:
+        """A message of ``topic`` became points (paho's network thread only)."""
+        last = self._last
+        last.pop(topic, None)
+        last[topic] = digest
+        if len(last) > RETAINED_REMEMBERED:
+            del last[next(iter(last))]
+
+    def remember(self, retained: list[tuple[str, str]]) -> None:
+        """These retained messages' points are safe (on the writer thread)."""
+        if not retained:
+            return
+        with self._lock:
+            for topic, digest in retained:
+                self._saved.pop(topic, None)
+                self._saved[topic] = digest
+            while len(self._saved) > RETAINED_REMEMBERED:
+                del self._saved[next(iter(self._saved))]
+            self._dirty = True
+
+    def save(self) -> None:
+        if self.path is None or not self._dirty:
+            return
+        with self._lock:
+            text = json.dumps(self._saved)
+            self._dirty = False
+        try:
+            statefile.write_atomic(self.path, text)
+        except OSError as exc:
+            log.warning("mqtt: cannot save %s: %s", self.path, exc.strerror or exc)
+
+
+def _digest_map(data: Any) -> dict[str, str]:
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise TypeError("expected a table of topic = digest")
+    return dict(list(data.items())[-RETAINED_REMEMBERED:])
+
+
+def _describe(error: BaseException | None) -> str:
+    if error is None:
+        return "the connection failed"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused (is the broker running, is the port right?)"
+    if isinstance(error, socket.gaierror):
+        return f"host name not found ({error.strerror})"
+    if isinstance(error, TimeoutError | socket.timeout):
+        return "timed out"
+    return f"{type(error).__name__}: {error}"
+
+
+def probe_broker(mqtt: MQTTInput, timeout: float = 5.0) -> tuple[str, bool, str]:
+    """``pitelemetry check``'s look at the broker: connect with the configured address,
+    TLS and login as a short-lived client (a clean session under its own id, so the
+    daemon's persistent session is left alone), and read the broker's count of dropped
+    messages if it publishes one."""
+    options = mqtt.options
+    probe = MQTTInput(options, client_id=f"{mqtt.client_id}-check")
+    client = probe._make_client()
+    client._clean_session = True
+    connected = threading.Event()
+    answered = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def on_connect(
+        client: Any, userdata: object, flags: Any, reason: Any, properties: object
+    ) -> None:
+        del userdata, flags, properties
+        outcome["reason"] = reason
+        if not getattr(reason, "is_failure", False):
+            client.subscribe(BROKER_DROPPED, 0)
+            connected.set()
+        answered.set()
+
+    def on_message(client: Any, userdata: object, message: Any) -> None:
+        del client, userdata
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            outcome["dropped"] = int(message.payload.decode("ascii"))
+
+    client.on_connect = on_connect
+    client.on_message = on_message
+    client.on_disconnect = None
+    client.on_connect_fail = None
+    client.after_read = None
+    url = urllib.parse.urlsplit(options.broker)
+    port = url.port or (8883 if url.scheme in ("ssl", "mqtts") else 1883)
+    try:
+        client.connect(url.hostname or "127.0.0.1", port, keepalive=10)
+    except (OSError, ValueError) as exc:
+        return "broker", False, f"{options.broker}: cannot connect: {_describe(exc)}"
+    client.loop_start()
+    try:
+        if not answered.wait(timeout):
+            return "broker", False, f"{options.broker}: no answer to CONNECT within {timeout:g}s"
+        if not connected.is_set():
+            return "broker", False, f"{options.broker}: refused: {outcome.get('reason')}"
+        time.sleep(0.5)  # the $SYS counter is retained: it comes at once if at all
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    dropped = outcome.get("dropped")
+    if dropped:
+        return (
+            "broker",
+            False,
+            f"{options.broker}: connected, but the broker has dropped {dropped} messages "
+            "since it started (a client's queue was full); see the README's MQTT section",
+        )
+    return "broker", True, f"{options.broker}: connected"
 
 
 _USABLE: dict[str, bool] = {}

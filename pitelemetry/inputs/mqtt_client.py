@@ -20,6 +20,7 @@ every MQTT test runs through this class.
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Callable
 
@@ -31,8 +32,31 @@ READ_CHUNK = 65536
 _PUBACK = struct.Struct("!BBH")  # type, remaining length 2, message id
 
 
+log = logging.getLogger(__name__)
+
+
 class BufferedClient(paho.Client):
     after_read: Callable[[], None] | None = None
+    connect_error: BaseException | None = None  # why the last connection attempt failed
+    thread_error = ""  # what ended the network thread, if something did
+
+    def reconnect(self) -> MQTTErrorCode:
+        try:
+            rc = super().reconnect()
+        except OSError as exc:  # paho then calls on_connect_fail, which has no reason
+            self.connect_error = exc
+            raise
+        self.connect_error = None
+        return rc
+
+    def _thread_main(self) -> None:
+        """The network thread. Whatever ends it is recorded and logged here; the input
+        notices the ended thread and starts a new one."""
+        try:
+            super()._thread_main()
+        except Exception as exc:  # recorded; the input restarts the thread
+            self.thread_error = f"{type(exc).__name__}: {exc}"
+            log.exception("mqtt: the network thread ended")
 
     _buffer = b""
     _at = 0

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pitelemetry import statefile
 from pitelemetry.config import AgentConfig, Duration, InputConfig
 from pitelemetry.inputs import Input
 from pitelemetry.inputs.sensors import open_gpio_input
@@ -101,15 +101,12 @@ class PulseInput(Input):
         return cls(config.options, state_dir=agent.state_dir, time_ns=time_ns)
 
     def _load(self) -> int:
-        try:
-            return int(json.loads(self.state_file.read_text())["pulses"])
-        except FileNotFoundError:
-            return 0
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error(
-                "pulse %s: cannot read %s (%s); counting from 0", self.name, self.state_file, exc
-            )
-            return 0
+        pulses = statefile.read_json(
+            self.state_file,
+            lambda data: statefile.finite_int(data["pulses"]),
+            f"meter {self.name} counts from 0 (set meter_start to the meter's reading)",
+        )
+        return pulses or 0
 
     def _save(self) -> None:
         with self._lock:
@@ -117,13 +114,7 @@ class PulseInput(Input):
         if pulses == self._saved_pulses:
             return
         try:
-            self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.state_file.with_suffix(".tmp")
-            with temporary.open("w") as handle:
-                json.dump({"pulses": pulses}, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            temporary.replace(self.state_file)
+            statefile.write_atomic(self.state_file, json.dumps({"pulses": pulses}))
         except OSError as exc:
             log.error("pulse %s: cannot save the count to %s: %s", self.name, self.state_file, exc)
             return

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pitelemetry import statefile
 from pitelemetry.quotes.markets import Market, RoundTheClock
 from pitelemetry.quotes.providers import Limits
 
@@ -26,6 +27,13 @@ log = logging.getLogger(__name__)
 
 def _utc_day(now: float) -> str:
     return dt.datetime.fromtimestamp(now, dt.UTC).date().isoformat()
+
+
+def _day(value: object) -> str:
+    """A saved day, which must be an ISO date (``date.fromisoformat`` raises otherwise)."""
+    if not isinstance(value, str):
+        raise TypeError(f"day must be a date string, got {type(value).__name__}")
+    return dt.date.fromisoformat(value).isoformat()
 
 
 class Budget:
@@ -88,13 +96,13 @@ class Budget:
     def _load(self) -> None:
         if self.state_file is None:
             return
-        try:
-            state = json.loads(self.state_file.read_text(encoding="utf-8"))
-            self._day, self._day_calls = str(state["day"]), int(state["calls"])
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("ignoring unreadable quota state %s: %s", self.state_file, exc)
+        state = statefile.read_json(
+            self.state_file,
+            lambda data: (_day(data["day"]), statefile.finite_int(data["calls"])),
+            "counting today's calls from 0",
+        )
+        if state is not None:
+            self._day, self._day_calls = state
         self._saved = (self._day, self._day_calls)
 
     def save(self) -> None:
@@ -103,10 +111,8 @@ class Budget:
             return
         with self._lock:
             day, calls = self._day, self._day_calls
-        temporary = self.state_file.with_suffix(".tmp")
         try:
-            temporary.write_text(json.dumps({"day": day, "calls": calls}), encoding="utf-8")
-            temporary.replace(self.state_file)
+            statefile.write_atomic(self.state_file, json.dumps({"day": day, "calls": calls}))
         except OSError as exc:
             log.warning("cannot keep the quota count in %s: %s", self.state_file, exc)
             return

@@ -213,8 +213,24 @@ def test_hostile_topics_and_payloads_stay_inside_one_point() -> None:
 
 
 def test_a_rule_or_a_preset_is_required() -> None:
-    with pytest.raises(ValueError, match="set a preset"):
-        MQTTInput(MQTTOptions(), client_id="x")
+    assert ("rules", "set a preset or at least one [[inputs.mqtt.rules]]") in list(
+        MQTTOptions().problems()
+    )
+
+
+@pytest.mark.parametrize(
+    ("broker", "problem"),
+    [
+        ("ftp://127.0.0.1", "must start with tcp:// or mqtt:// or ssl:// or mqtts://"),
+        ("tcp://broker..lan:1883", "is not a valid host name"),
+        ("tcp://127.0.0.1:99999", "not a valid URL"),
+        ("tcp://[::1", "not a valid URL"),
+        ("tcp://:1883", "names no host"),
+    ],
+)
+def test_a_bad_broker_url_is_a_config_problem(broker: str, problem: str) -> None:
+    found = dict(MQTTOptions(broker=broker, preset="tasmota").problems())
+    assert problem in found["broker"]
 
 
 def test_a_burst_is_acknowledged_once_its_own_and_its_payload_stamped_points_are_safe() -> None:
@@ -248,7 +264,7 @@ def test_a_burst_is_acknowledged_once_its_own_and_its_payload_stamped_points_are
         [("meter/house", b'{"power": 5, "ts": 1795300000}'), ("room/attic", b"21.5")], 1
     ):
         source._on_message(
-            None, None, SimpleNamespace(topic=topic, payload=payload, mid=mid, qos=1)
+            None, None, SimpleNamespace(topic=topic, payload=payload, mid=mid, qos=1, retain=False)
         )
     source._flush()
     assert [(names, sourced) for names, sourced, _ in emitted] == [
