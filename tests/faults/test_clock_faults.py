@@ -6,7 +6,6 @@ wall clock is faked; the monotonic clock is left alone, as it is on a real machi
 from __future__ import annotations
 
 import datetime
-import glob
 import os
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from tests.servers import InfluxDB1
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-LIBFAKETIME = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
+LIBFAKETIME = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
 
 
 def faked(offset_file: Path, zone: str) -> dict[str, str]:
@@ -28,7 +27,7 @@ def faked(offset_file: Path, zone: str) -> dict[str, str]:
     return {
         **os.environ,
         "TZ": zone,
-        "LD_PRELOAD": LIBFAKETIME[0],
+        "LD_PRELOAD": str(LIBFAKETIME[0]),
         "FAKETIME_TIMESTAMP_FILE": str(offset_file),
         "FAKETIME_CACHE_DURATION": "1",  # re-read the file every second: steps
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
@@ -72,9 +71,13 @@ def test_inputs_keep_their_interval_across_a_daylight_saving_change(
     tmp_path: Path, influxdb: InfluxDB1, database: str, zone: str, change: str
 ) -> None:
     instant = datetime.datetime.fromisoformat(change)
-    offsets = {instant.astimezone(ZoneInfo(zone)).utcoffset() for instant in (
-        instant - datetime.timedelta(seconds=1), instant + datetime.timedelta(seconds=1)
-    )}
+    offsets = {
+        instant.astimezone(ZoneInfo(zone)).utcoffset()
+        for instant in (
+            instant - datetime.timedelta(seconds=1),
+            instant + datetime.timedelta(seconds=1),
+        )
+    }
     assert len(offsets) == 2, "not a daylight-saving change in that zone"
     offset_file = tmp_path / "faketime"
     set_offset(offset_file, instant.timestamp() - 6 - time.time())  # 6 s before it
