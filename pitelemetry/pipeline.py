@@ -412,6 +412,7 @@ class Pipeline:
         if self.spool.lines:
             log.info("stopping; %d points wait in the spool for the next start", self.spool.lines)
         self.spool.close()
+        self.writer.close()
 
 
 def _count(batch: list[str] | SpoolRecord) -> int:

@@ -348,7 +348,9 @@ class V2Writer:
 
 def ping(url: str, timeout: float = 5.0) -> str:
     """``GET /ping``; returns ``X-Influxdb-Version`` ("" when absent). Raises
-    :class:`RetryableError` when the server cannot be reached."""
+    :class:`RetryableError` when the server cannot be reached, and
+    :class:`NotInfluxDBError` when it answers 2xx as InfluxDB never does (every InfluxDB,
+    and VictoriaMetrics, answers ``204``, or sends the version header)."""
     parts = urllib.parse.urlsplit(url)
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     conn = cls(parts.hostname or "127.0.0.1", parts.port or 8086, timeout=timeout)
@@ -358,7 +360,13 @@ def ping(url: str, timeout: float = 5.0) -> str:
         )
         if response.status >= 500:
             raise RetryableError(f"InfluxDB at {url} answered /ping with {response.status}")
-        return response.getheader("X-Influxdb-Version", "") or ""
+        version = response.getheader("X-Influxdb-Version")
+        if 200 <= response.status < 300 and response.status != 204 and version is None:
+            raise NotInfluxDBError(
+                f"{url} answered /ping with {response.status} and no X-Influxdb-Version "
+                "header: it is not InfluxDB; check [influxdb] url"
+            )
+        return version or ""
     except (OSError, http.client.HTTPException) as exc:
         raise RetryableError(f"cannot reach InfluxDB at {url}: {_describe_os_error(exc)}") from None
     finally:
