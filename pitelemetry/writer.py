@@ -358,19 +358,19 @@ def ping(url: str, timeout: float = 5.0) -> str:
         response, _ = exchange(
             conn, "GET", parts.path.rstrip("/") + "/ping", None, {}, deadline=timeout
         )
-        if response.status >= 500:
-            raise RetryableError(f"InfluxDB at {url} answered /ping with {response.status}")
-        version = response.getheader("X-Influxdb-Version")
-        if 200 <= response.status < 300 and response.status != 204 and version is None:
-            raise NotInfluxDBError(
-                f"{url} answered /ping with {response.status} and no X-Influxdb-Version "
-                "header: it is not InfluxDB; check [influxdb] url"
-            )
-        return version or ""
     except (OSError, http.client.HTTPException) as exc:
         raise RetryableError(f"cannot reach InfluxDB at {url}: {_describe_os_error(exc)}") from None
     finally:
         conn.close()
+    if response.status >= 500:
+        raise RetryableError(f"InfluxDB at {url} answered /ping with {response.status}")
+    version = response.getheader("X-Influxdb-Version")
+    if 200 <= response.status < 300 and response.status != 204 and version is None:
+        raise NotInfluxDBError(
+            f"{url} answered /ping with {response.status} and no X-Influxdb-Version "
+            "header: it is not InfluxDB; check [influxdb] url"
+        )
+    return version or ""
 
 
 def api_for_version(version: str) -> str:

@@ -154,7 +154,10 @@ class NotInflux(ThreadingHTTPServer):
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-            def _page(self) -> None:
+            def do_GET(self) -> None:
+                self.do_POST()
+
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
                 body = b"<html><body>It works!</body></html>"
@@ -163,8 +166,6 @@ class NotInflux(ThreadingHTTPServer):
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
-
-            do_GET = do_POST = _page
 
         super().__init__(("127.0.0.1", 0), Page)
         threading.Thread(target=self.serve_forever, daemon=True).start()
