@@ -72,3 +72,10 @@ def test_sd_notify_datagrams(tmp_path: Path) -> None:
 
 def test_sd_notify_outside_systemd_does_nothing() -> None:
     Notifier({}).notify("READY=1")  # no socket, no error
+
+
+def test_the_daemon_is_restarted_after_any_end_it_did_not_ask_for() -> None:
+    """systemd counts an end by SIGHUP (or any exit 0) as success: ``on-failure`` would
+    leave collection stopped. ``systemctl stop`` is never followed by a restart."""
+    restart = [line for line in UNIT.read_text().splitlines() if line.startswith("Restart=")]
+    assert restart == ["Restart=always"]
