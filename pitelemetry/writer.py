@@ -158,33 +158,53 @@ def _error_message(body: str) -> str:
 MAX_ANSWER_BYTES = 64 * 1024
 
 
-class _Deadline:
-    """Abandons an HTTP exchange that has not finished within ``seconds`` in all.
+class _Deadlines:
+    """Abandons HTTP exchanges that have not finished in time.
 
     A socket timeout only bounds each read: a server (or proxy) that trickles its
-    answer a byte every few seconds would hold the writer for as long as it likes. A
-    timer shuts the socket down at the deadline, which ends the blocked read at once."""
+    answer a byte every few seconds would hold the writer for as long as it likes. One
+    watcher thread (started on first use, shared by every request) shuts an exchange's
+    socket down at its deadline, which ends the blocked read at once. Arming and
+    disarming cost a lock and a dict operation, not a thread per request."""
 
-    def __init__(self, conn: http.client.HTTPConnection, seconds: float) -> None:
-        self.seconds = seconds
-        self.expired = False
-        self._conn = conn
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
+    def __init__(self) -> None:
+        self._armed: dict[int, tuple[float, http.client.HTTPConnection, list[bool]]] = {}
+        self._next = 0
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> _Deadline:
-        self._timer.start()
-        return self
+    def arm(self, conn: http.client.HTTPConnection, seconds: float) -> tuple[int, list[bool]]:
+        expired = [False]
+        with self._changed:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="deadlines", daemon=True)
+                self._thread.start()
+            self._next += 1
+            self._armed[self._next] = (time.monotonic() + seconds, conn, expired)
+            self._changed.notify()
+            return self._next, expired
 
-    def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
+    def disarm(self, token: int) -> None:
+        with self._changed:
+            self._armed.pop(token, None)
 
-    def _expire(self) -> None:
-        self.expired = True
-        sock = self._conn.sock
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+    def _watch(self) -> None:
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                for token, (deadline, conn, expired) in list(self._armed.items()):
+                    if deadline <= now:
+                        del self._armed[token]
+                        expired[0] = True
+                        sock = conn.sock
+                        if sock is not None:
+                            with contextlib.suppress(OSError):
+                                sock.shutdown(socket.SHUT_RDWR)
+                soonest = min((d for d, _, _ in self._armed.values()), default=now + 3600)
+                self._changed.wait(max(0.01, soonest - now))
+
+
+_DEADLINES = _Deadlines()
 
 
 def exchange(
@@ -201,17 +221,19 @@ def exchange(
     seconds. Raises ``TimeoutError`` past the deadline, ``OSError`` or
     ``http.client.HTTPException`` when the exchange fails. The connection is closed
     when the answer was not read to its end, so it is never reused mid-answer."""
-    with _Deadline(conn, deadline) as timer:
-        try:
-            conn.request(method, path, body, headers or {})
-            response = conn.getresponse()
-            data = response.read(max_bytes) if max_bytes is not None else response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            if timer.expired:
-                raise TimeoutError(f"no complete answer within {deadline:g}s") from exc
-            raise
-    if not response.isclosed():
+    token, expired = _DEADLINES.arm(conn, deadline)
+    try:
+        conn.request(method, path, body, headers or {})
+        response = conn.getresponse()
+        data = response.read(max_bytes) if max_bytes is not None else response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        conn.close()
+        if expired[0]:
+            raise TimeoutError(f"no complete answer within {deadline:g}s") from exc
+        raise
+    finally:
+        _DEADLINES.disarm(token)
+    if not response.isclosed() or expired[0]:  # a socket shut at the deadline is not reused
         conn.close()
     return response, data
 

@@ -175,13 +175,15 @@ class VictoriaMetrics(Server):
 
 
 GENEROUS = "max_queued_messages 0\nmax_inflight_messages 1000\n"
+LIMITS = {"generous": GENEROUS, "default": "", "small": "max_queued_messages 5\n"}
 
 
 class Mosquitto(Server):
     """Mosquitto with persistence (sessions survive a broker restart). ``limits``:
     ``"generous"`` lifts the limits on the messages it queues for a client or keeps in
     flight; ``"default"`` keeps Mosquitto's own defaults (1,000 queued per client, 20 in
-    flight), which is what a Pi owner's broker has."""
+    flight), which is what a Pi owner's broker has; ``"small"`` queues 5 per client, to
+    make it drop. ``$SYS`` topics are published every second."""
 
     name = "mosquitto"
 
@@ -200,7 +202,8 @@ class Mosquitto(Server):
             f"""{user}per_listener_settings true
 persistence true
 persistence_location {self.workdir}/
-{GENEROUS if self.limits == "generous" else ""}log_dest stderr
+{LIMITS[self.limits]}sys_interval 1
+log_dest stderr
 log_type error
 listener {self.port} 127.0.0.1
 allow_anonymous true

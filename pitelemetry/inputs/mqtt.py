@@ -36,7 +36,17 @@ memory.
 Topic segments and payload strings are only ever tag values, field keys or field
 values, escaped by the line-protocol encoder: no message can add a point, a
 measurement or a tag key. Messages that match no rule, do not parse, or exceed
-``max_payload_bytes`` are counted and logged once per topic, and acknowledged.
+``max_payload_bytes`` are counted and logged once per topic, and acknowledged. Any
+error while turning one message into points (JSON nested 1,000 deep, a 400-digit
+timestamp) costs that message only; should paho's network thread end anyway, the next
+collection starts a new one and reports it.
+
+State, for ``status`` (:meth:`MQTTInput.status`) and ``check``: connected, or since when
+not and why (a wrong host or port, a refused login); the messages the broker says it
+dropped since we connected (Mosquitto's ``$SYS/broker/publish/messages/dropped``).
+``check`` connects with a short-lived client of its own. Retained messages, which the
+broker sends again at every subscription, are stored once per payload
+(:class:`RetainedMemory`).
 """
 
 from __future__ import annotations
@@ -394,15 +404,16 @@ class MQTTInput(Input):
             self._flush()
 
     def _take(self, topic: str, payload: bytes, *, retained: bool) -> None:
-        digest = ""
-        if len(payload) <= self.options.max_payload_bytes:
-            digest = self.retained.digest(payload)
-            if retained and self.retained.seen(topic, digest):
-                # Sent again because we subscribed again (a restart, a reconnect):
-                # stored the first time, so storing it again would add a stale reading.
-                with self._lock:
-                    self.retained_skipped += 1
-                return
+        if (
+            retained
+            and len(payload) <= self.options.max_payload_bytes
+            and self.retained.seen(topic, payload)
+        ):
+            # Sent again because we subscribed again (a restart, a reconnect):
+            # stored the first time, so storing it again would add a stale reading.
+            with self._lock:
+                self.retained_skipped += 1
+            return
         try:
             points, sourced = self._points_and_origin(topic, payload)
         except Exception as exc:  # noqa: BLE001 - one message's failure costs only it
@@ -413,9 +424,9 @@ class MQTTInput(Input):
             return
         (self._pending_sourced if sourced else self._pending_points).extend(points)
         if points:
-            self.retained.note(topic, digest)
+            self.retained.note(topic, payload)
             if retained:
-                self._pending_retained.append((topic, digest))
+                self._pending_retained.append((topic, self.retained.digest(payload)))
 
     def _flush(self) -> None:
         acks = self._pending_acks
@@ -529,19 +540,19 @@ class MQTTInput(Input):
         yield Point("mqtt", fields, {"broker": self.options.broker}, self._time_ns())
 
     def _watch_thread(self) -> None:
-        """paho's network thread can end on an error of its own; start a new one."""
+        """paho's network thread can end on an error (recorded by the client); start a
+        new one. It carries on with the same connection and the unacknowledged burst."""
         client = self._client
-        thread = getattr(client, "_thread", None)
-        if client is None or self._closing or thread is None or thread.is_alive():
+        if client is None or self._closing or not client.thread_error:
             return
         self.thread_restarts += 1
-        self._thread_died = getattr(client, "thread_error", "") or "it ended"
+        self._thread_died, client.thread_error = client.thread_error, ""
         log.error(
             "mqtt %s: the network thread died (%s); restarting it",
             self.options.broker,
             self._thread_died,
         )
-        client._thread = None
+        client._reset_sockets(sockpair_only=True)  # loop_start makes a new wake-up pair
         client.loop_start()
 
     def status(self) -> str:
@@ -609,8 +620,8 @@ class RetainedMemory:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._saved: dict[str, str] = {}
-        self._last: dict[str, str] = {}
+        self._saved: dict[str, str] = {}  # digests, kept across restarts
+        self._last: dict[str, int] = {}  # hash() of the payloads, this run only
         self._lock = threading.Lock()
         self._dirty = False
         if path is not None:
@@ -621,14 +632,17 @@ class RetainedMemory:
     def digest(payload: bytes) -> str:
         return hashlib.blake2b(payload, digest_size=12).hexdigest()
 
-    def seen(self, topic: str, digest: str) -> bool:
-        return self._last.get(topic) == digest or self._saved.get(topic) == digest
+    def seen(self, topic: str, payload: bytes) -> bool:
+        if self._last.get(topic) == hash(payload):
+            return True
+        saved = self._saved.get(topic)
+        return saved is not None and saved == self.digest(payload)
 
-    def note(self, topic: str, digest: str) -> None:
-        """A message of ``topic`` became points (paho's network thread only)."""
+    def note(self, topic: str, payload: bytes) -> None:
+        """A message of ``topic`` became points (paho's network thread only). Costs a
+        ``hash()`` per message: every message passes here."""
         last = self._last
-        last.pop(topic, None)
-        last[topic] = digest
+        last[topic] = hash(payload)
         if len(last) > RETAINED_REMEMBERED:
             del last[next(iter(last))]
 

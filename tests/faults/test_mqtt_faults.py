@@ -8,8 +8,13 @@ import json
 import time
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
+from pitelemetry.inputs import InputError
+from pitelemetry.inputs.mqtt import MQTTInput, MQTTOptions, Rule
+from pitelemetry.point import Point
 from tests.e2e.daemon import Daemon, write_config
 from tests.e2e.test_mqtt import (
     burst,
@@ -172,3 +177,82 @@ def test_retained_messages_are_stored_once_across_restarts(
     finally:
         client.loop_stop()
     assert (stored, changed) == (1, 2)
+
+
+def test_check_fails_when_the_broker_reports_dropped_messages(
+    tmp_path: Path, influxdb: InfluxDB1, database: str
+) -> None:
+    """A client whose persistent session is offline, a broker that queues 5 messages
+    for it: the rest of a burst is dropped, and ``$SYS`` says so."""
+    broker = Mosquitto(tmp_path / "mosquitto", limits="small")
+    broker.start()
+    try:
+        away = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id="away",
+            clean_session=False,
+        )
+        away.connect("127.0.0.1", broker.port)
+        away.loop_start()
+        away.subscribe("burst/#", qos=1)
+        time.sleep(0.5)
+        away.disconnect()
+        away.loop_stop()
+        client = publisher(broker)
+        publish_all(client, burst(1_795_500_000_000_000_000, 50))
+        client.loop_stop()
+        time.sleep(2)  # $SYS every second
+        config = burst_config(tmp_path, influxdb, database, broker)
+        checked = Daemon(config).command("check")
+    finally:
+        broker.stop()
+    assert checked.returncode == 1
+    assert "the broker has dropped 45 messages since it started" in checked.stdout
+
+
+def test_a_dead_network_thread_is_restarted_and_reported_once(mosquitto: Mosquitto) -> None:
+    got: list[Point] = []
+    rule = Rule("burst/{source}", "mqtt_burst")
+    source = MQTTInput(
+        MQTTOptions(broker=f"tcp://127.0.0.1:{mosquitto.port}", rules=(rule,)),
+        client_id="thread-test",
+    )
+
+    def emit(points: list[Point], on_durable: object = None, **_: object) -> None:
+        got.extend(points)
+        if callable(on_durable):
+            on_durable()
+
+    source.start(emit)
+    client = publisher(mosquitto)
+    try:
+        deadline = time.monotonic() + 10
+        while not source.connected:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        flush = source._client.after_read
+        calls = []
+
+        def fails_once() -> None:
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("a bug after a read")
+            flush()
+
+        source._client.after_read = fails_once
+        publish_all(client, [("burst/a", b'{"seq": 1}')])
+        while not source._client.thread_error:
+            assert time.monotonic() < deadline + 10
+            time.sleep(0.05)
+        with pytest.raises(InputError, match=r"network thread died \(RuntimeError: a bug"):
+            list(source.collect())
+        (counters,) = source.collect()  # reported once
+        assert counters.fields["thread_restarts"] == 1
+        publish_all(client, [("burst/b", b'{"seq": 2}')])
+        while len(got) < 2:
+            assert time.monotonic() < deadline + 20
+            time.sleep(0.05)
+    finally:
+        client.loop_stop()
+        source.close()
+    assert sorted(p.tags["source"] for p in got) == ["a", "b"]
