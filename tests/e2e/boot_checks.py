@@ -30,8 +30,8 @@ def check(name: str, ok: bool, detail: object = "") -> bool:
     return bool(ok)
 
 
-def run(*command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, check=False)
+def run(*command: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, check=False, cwd=cwd)
 
 
 def show(prop: str) -> str:
@@ -67,9 +67,11 @@ def mode_owner(path: str) -> tuple[str, str, str]:
 
 
 def phase_install() -> None:
-    done = run("bash", str(SOURCE / "install.sh"))
+    # The README's install command, exactly as written there (e.g. "sudo ./install.sh").
+    command = Path("/root/install-command").read_text().strip()
+    done = run("sh", "-c", command, cwd=SOURCE)
     journal = run("journalctl", "-u", "pitelemetry", "-n", "30", "--no-pager").stdout
-    if not check("install.sh exits 0", done.returncode == 0, done.stdout + done.stderr + journal):
+    if not check(f"{command} exits 0", done.returncode == 0, done.stdout + done.stderr + journal):
         return
     user = pwd.getpwnam("pitelemetry")
     check("user pitelemetry has no login shell", user.pw_shell.endswith("nologin"), user)

@@ -12,6 +12,7 @@ pip inside the container.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -26,7 +27,8 @@ from tests.conftest import ROOT
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 CACHE = Path(os.environ.get("PITELEMETRY_ROOTFS_CACHE", "/var/cache/pitelemetry-test"))
-INCLUDE = "systemd,systemd-sysv,dbus,python3,python3-venv,ca-certificates,procps"
+# sudo: the README's install command is run as the README writes it.
+INCLUDE = "systemd,systemd-sysv,dbus,python3,python3-venv,ca-certificates,procps,sudo"
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 CHECK_UNIT = """[Unit]
 Description=pitelemetry boot checks
@@ -73,7 +75,9 @@ def rootfs(release: str) -> Path:
     if os.geteuid() != 0:
         pytest.fail("booting a container needs root: sudo ./scripts/test", pytrace=False)
     debootstrap = need("debootstrap", "debootstrap")
-    cached = CACHE / f"rootfs-{release}"
+    # A root built with another package list is not reused.
+    flavour = hashlib.sha256(INCLUDE.encode()).hexdigest()[:8]
+    cached = CACHE / f"rootfs-{release}-{flavour}"
     if (cached / "usr" / "bin" / "python3").exists():
         return cached
     building = CACHE / f"building-{release}"
@@ -96,18 +100,39 @@ def rootfs(release: str) -> Path:
     return cached
 
 
-def checkout_files() -> list[Path]:
+def checkout_files() -> dict[Path, int]:
+    """Every file of the checkout with the mode a fresh ``git clone`` gives it (from
+    git's index, not this working tree: a file made executable here but not in git
+    would pass here and fail for a user)."""
     listed = subprocess.run(
-        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=False
+        ["git", "ls-files", "-s"], cwd=ROOT, capture_output=True, text=True, check=False
     )
     if listed.returncode == 0 and listed.stdout:
-        return [Path(line) for line in listed.stdout.splitlines()]
+        files = {}
+        for line in listed.stdout.splitlines():
+            meta, _, name = line.partition("\t")
+            files[Path(name)] = 0o755 if meta.startswith("100755") else 0o644
+        return files
     skip = {".venv", ".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
-    return [
-        p.relative_to(ROOT)
+    return {
+        p.relative_to(ROOT): p.stat().st_mode & 0o777
         for p in ROOT.rglob("*")
         if p.is_file() and not skip & set(p.relative_to(ROOT).parts)
-    ]
+    }
+
+
+def readme_command(heading: str, index: int) -> str:
+    """The ``index``-th ``sh`` block under ``heading`` in README.md, as written there."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)\n```", section, re.S)
+    return str(blocks[index]).strip()
+
+
+def test_the_readme_names_the_two_commands() -> None:
+    assert readme_command("The two commands", 0) == "sudo ./install.sh"
+    assert readme_command("The two commands", 1) == "./scripts/test"
+    assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("exec ./scripts/test")
 
 
 def boot(root: Path, phase: str) -> list[dict[str, object]]:
@@ -141,10 +166,13 @@ def test_install_and_boot(release: str, tmp_path: Path) -> None:
     root = tmp_path / "root"
     subprocess.run(["cp", "-a", "--reflink=auto", str(rootfs(release)), str(root)], check=True)
     source = root / "root" / "pitelemetry"
-    for relative in checkout_files():
+    for relative, mode in checkout_files().items():
         target = source / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / relative, target)
+        shutil.copyfile(ROOT / relative, target)
+        target.chmod(mode)
+    # Run inside as the README writes it, from the checkout.
+    (root / "root" / "install-command").write_text(readme_command("The two commands", 0))
     shutil.copy2(ROOT / "tests" / "e2e" / "boot_checks.py", root / "root" / "boot_checks.py")
     unit = root / "etc" / "systemd" / "system" / "boot-checks.service"
     unit.write_text(CHECK_UNIT)
