@@ -13,7 +13,8 @@ tags                      fields
                           ``spool_points``, ``spool_bytes``, ``write_latency_ms``,
                           ``clock_trusted``, ``rss_bytes``, ``uptime_s``
 ``scope=input``,          ``collections``, ``errors``, ``points``, ``bad_points``,
-``input=<name>``          ``duration_ms`` (the last collection)
+``input=<name>``          ``dropped_fields`` (NaN or infinite values left out of a point),
+                          ``duration_ms`` (the last collection)
 ========================= ====================================================================
 """
 
@@ -80,6 +81,7 @@ def snapshot(agent: Agent) -> dict[str, Any]:
                 "errors": running.stats.errors,
                 "points": running.stats.points,
                 "bad_points": running.stats.bad_points,
+                "dropped_fields": running.encoder.dropped_fields,
                 "last_success": running.stats.last_success,
                 "last_error": running.stats.last_error,
                 "duration_ms": round(running.stats.last_duration_s * 1000, 1),
@@ -149,6 +151,7 @@ class AgentHealth(Input):
                     "errors": item["errors"],
                     "points": item["points"],
                     "bad_points": item["bad_points"],
+                    "dropped_fields": item["dropped_fields"],
                     "duration_ms": float(item["duration_ms"]),
                 },
                 {"scope": "input", "input": item["name"]},

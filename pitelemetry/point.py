@@ -19,8 +19,15 @@ What InfluxDB 1.x's parser does, verified against a real ``influxd``, and what w
 * Control characters (newline, tab, NUL, ...) in names and tag values are replaced by
   U+FFFD, so nothing can split one point into two or forge a tag. String field values
   escape ``\\`` and ``"``; inside the quotes a newline is data, not a line break.
-* Empty tag values are dropped (InfluxDB does the same); a point without fields, a NaN
-  or infinite float, or an integer outside int64 is refused with :class:`PointError`.
+* Empty tag values are dropped (InfluxDB does the same). A NaN or infinite float field
+  is left out and counted (``LineEncoder.dropped_fields``), so the point's other fields
+  are kept; a point left without fields, an integer outside int64, or a timestamp
+  outside InfluxDB's range (``MIN_TIME_NS`` .. ``MAX_TIME_NS``: 1677-09-21 to
+  2262-04-11, which the server would refuse as a partial write) is refused with
+  :class:`PointError`.
+* String field values are limited to 64 KiB, the limit InfluxDB's documentation gives.
+  1.6.7 itself stores longer ones (a 16 MiB string was written and read back whole,
+  measured); we keep to the documented limit so a point is valid on every version.
 """
 
 from __future__ import annotations
@@ -34,7 +41,10 @@ FieldValue = float | int | bool | str
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
-MAX_STRING_BYTES = 64 * 1024  # InfluxDB 1.x refuses longer string fields
+MAX_STRING_BYTES = 64 * 1024  # InfluxDB's documented limit (see the module docstring)
+# InfluxDB's time range: "time outside range -9223372036854775806 - 9223372036854775806".
+MIN_TIME_NS = -9223372036854775806
+MAX_TIME_NS = 9223372036854775806
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\="})
@@ -132,6 +142,7 @@ class LineEncoder:
     def __init__(self, extra_tags: Mapping[str, str] | None = None) -> None:
         self._extra = dict(extra_tags or {})
         self._cache: dict[tuple[object, ...], tuple[str, _FieldsEncoder]] = {}
+        self.dropped_fields = 0  # NaN or infinite floats left out of otherwise good points
 
     def series_key(self, measurement: str, tags: Mapping[str, str]) -> str:
         """Return the escaped ``measurement,tag=value,...`` prefix of a line."""
@@ -171,14 +182,28 @@ class LineEncoder:
             self._cache[cache_key] = entry
         series, encode_fields = entry
         stamp = default_time_ns if point.time_ns is None else point.time_ns
+        if not MIN_TIME_NS <= stamp <= MAX_TIME_NS:
+            raise PointError(f"time {stamp} is outside InfluxDB's range")
         line = encode_fields(fields, series, stamp)
         if line is None:  # a value of another type, NaN, out of range: say exactly what
-            body = ",".join([_field_key(k) + _format_value(k, v) for k, v in fields.items()])
+            kept = {k: v for k, v in fields.items() if not _non_finite(v)}
+            if len(kept) < len(fields):
+                self.dropped_fields += len(fields) - len(kept)
+                if not kept:
+                    raise PointError(
+                        f"point {point.measurement!r}: every field is NaN or infinite; "
+                        "InfluxDB stores only finite floats"
+                    )
+            body = ",".join([_field_key(k) + _format_value(k, v) for k, v in kept.items()])
             line = f"{series} {body} {stamp}"
         return line
 
 
 _FieldsEncoder = Callable[[Mapping[str, FieldValue], str, int], "str | None"]
+
+
+def _non_finite(value: object) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def _field_key(key: str) -> str:

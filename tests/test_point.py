@@ -55,8 +55,10 @@ def test_trailing_backslash_is_removed_and_empty_tags_dropped() -> None:
     ("point", "message"),
     [
         (Point("m", {}), "no fields"),
-        (Point("m", {"v": math.nan}), "finite"),
-        (Point("m", {"v": math.inf}), "finite"),
+        (Point("m", {"v": math.nan}), "every field is NaN or infinite"),
+        (Point("m", {"v": math.inf, "w": -math.inf}), "every field is NaN or infinite"),
+        (Point("m", {"v": 1.0}, {}, -(2**63) + 1), "outside InfluxDB's range"),
+        (Point("m", {"v": 1.0}, {}, 2**63 - 1), "outside InfluxDB's range"),
         (Point("m", {"v": 2**63}), "64-bit"),
         (Point("", {"v": 1.0}), "empty measurement"),
         (Point("#m", {"v": 1.0}), "comment"),
@@ -69,6 +71,25 @@ def test_trailing_backslash_is_removed_and_empty_tags_dropped() -> None:
 def test_points_influxdb_would_refuse_are_refused(point: Point, message: str) -> None:
     with pytest.raises(PointError, match=message):
         encode(point)
+
+
+def test_a_nan_field_is_left_out_and_counted_the_others_kept() -> None:
+    encoder = LineEncoder()
+    assert encoder.encode(Point("m", {"a": 1.0, "b": math.nan, "c": math.inf}), T) == (
+        f"m a=1.0 {T}"
+    )
+    assert encoder.dropped_fields == 2
+    # The same fields with finite values again take the fast path, unchanged.
+    assert encoder.encode(Point("m", {"a": 1.0, "b": 2.0, "c": 3.0}), T) == (
+        f"m a=1.0,b=2.0,c=3.0 {T}"
+    )
+
+
+def test_the_edges_of_influxdbs_time_range_are_kept() -> None:
+    assert encode(Point("m", {"v": 1.0}, {}, -9223372036854775806)).endswith(
+        " -9223372036854775806"
+    )
+    assert encode(Point("m", {"v": 1.0}, {}, 9223372036854775806)).endswith(" 9223372036854775806")
 
 
 def test_int_subclasses_and_bool_keep_their_meaning() -> None:

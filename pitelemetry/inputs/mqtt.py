@@ -56,7 +56,6 @@ import datetime
 import hashlib
 import json
 import logging
-import math
 import re
 import socket
 import ssl
@@ -71,13 +70,23 @@ from typing import Any, Literal
 from pitelemetry import statefile
 from pitelemetry.config import AgentConfig, Duration, InputConfig, Secret, url_problem
 from pitelemetry.inputs import Emit, Input, InputError
+from pitelemetry.inputs.mqtt_presets import (
+    FALSE_WORDS,
+    TRUE_WORDS,
+    Decoder,
+    FieldTypes,
+    HomeAssistant,
+    Zigbee2MQTT,
+    decode_shelly_rpc,
+    decode_shelly_status,
+    decode_tasmota,
+    flatten,
+)
 from pitelemetry.logs import StateLog
 from pitelemetry.point import FieldValue, Point, clean_key
 
 log = logging.getLogger(__name__)
 
-TRUE_WORDS = frozenset({"on", "true", "open", "yes"})
-FALSE_WORDS = frozenset({"off", "false", "closed", "no"})
 _PLACEHOLDER = re.compile(r"^\{(\w+)\}$")
 MAX_BURST = 1000  # messages handed to the pipeline at once, at most
 BROKER_SCHEMES = ("tcp", "mqtt", "ssl", "mqtts")
@@ -94,32 +103,32 @@ class Rule:
     field: str = "value"
     timestamp_field: str = ""
     skip: tuple[str, ...] = ()  # topic patterns this rule leaves alone
+    # How a payload becomes points: "json" (numbers, words or JSON, flattened), or a
+    # device's own format (pitelemetry/inputs/mqtt_presets.py).
+    decode: Literal[
+        "json", "homeassistant", "zigbee2mqtt", "shelly_rpc", "shelly_status", "tasmota"
+    ] = "json"
 
 
 PRESETS: dict[str, tuple[Rule, ...]] = {
     # tele/<device>/SENSOR {"Time":"...","ENERGY":{"Power":42,...},"AM2301":{...}}
     "tasmota": (
-        Rule("tele/{device}/SENSOR", "mqtt_tasmota"),
-        Rule("tele/{device}/STATE", "mqtt_tasmota_state"),
+        Rule("tele/{device}/SENSOR", "mqtt_tasmota", decode="tasmota"),
+        Rule("tele/{device}/STATE", "mqtt_tasmota_state", decode="tasmota"),
     ),
-    # zigbee2mqtt/<friendly name> {"temperature":21.3,"battery":97,"contact":true}
-    "zigbee2mqtt": (
-        Rule(
-            "zigbee2mqtt/{device}",
-            "mqtt_zigbee2mqtt",
-            skip=(
-                "zigbee2mqtt/bridge/#",
-                "zigbee2mqtt/+/set",
-                "zigbee2mqtt/+/get",
-                "zigbee2mqtt/+/availability",
-            ),
-        ),
+    # zigbee2mqtt/<friendly name, may hold "/"> {"temperature":21.3,"contact":true}
+    "zigbee2mqtt": (Rule("zigbee2mqtt/{device}", "mqtt_zigbee2mqtt", decode="zigbee2mqtt"),),
+    # <id>/events/rpc {"method":"NotifyStatus","params":{"ts":..,"switch:0":{..}}} and
+    # <id>/status/<component> {"id":0,"output":true,"apower":12.3,"aenergy":{...}}
+    "shelly": (
+        Rule("{device}/events/rpc", "mqtt_shelly", decode="shelly_rpc"),
+        Rule("{device}/status/{component}", "mqtt_shelly", decode="shelly_status"),
     ),
-    # <device>/status/<component> {"id":0,"output":true,"apower":12.3,"aenergy":{...}}
-    "shelly": (Rule("{device}/status/{component}", "mqtt_shelly"),),
-    # homeassistant/<domain>/<entity>/state "21.5" (the statestream integration)
+    # homeassistant/<domain>/<entity>/state "21.5" and .../<attribute> (statestream)
     "homeassistant": (
-        Rule("homeassistant/{domain}/{entity}/state", "mqtt_homeassistant", field="state"),
+        Rule(
+            "homeassistant/{domain}/{entity}/{item}", "mqtt_homeassistant", decode="homeassistant"
+        ),
     ),
 }
 
@@ -189,28 +198,6 @@ def _topic_regex(segments: list[str], *, greedy_last: bool) -> re.Pattern[str]:
         else:
             parts.append(separator + re.escape(segment))
     return re.compile("".join(parts) + r"\Z", re.DOTALL)
-
-
-def flatten(
-    value: Any, prefix: str = "", out: dict[str, FieldValue] | None = None
-) -> dict[str, FieldValue]:
-    """JSON to fields: nested objects joined with ``_``; numbers and booleans kept,
-    ``ON``/``OFF``-like words as booleans, other strings, lists and nulls dropped."""
-    out = {} if out is None else out
-    if isinstance(value, dict):
-        for key, item in value.items():
-            flatten(item, f"{prefix}_{key}" if prefix else str(key), out)
-    elif isinstance(value, bool):
-        out[prefix] = value
-    elif isinstance(value, int | float) and prefix:
-        number = float(value)
-        if math.isfinite(number):
-            out[prefix] = number
-    elif isinstance(value, str) and prefix:
-        word = value.strip().lower()
-        if word in TRUE_WORDS or word in FALSE_WORDS:
-            out[prefix] = word in TRUE_WORDS
-    return out
 
 
 def parse_payload(payload: bytes, rule: Rule) -> tuple[dict[str, FieldValue], Any]:
@@ -295,6 +282,14 @@ class MQTTInput(Input):
         self._broker_dropped: tuple[int, int] | None = None
         self.retained = RetainedMemory(state_file)
         self.retained_skipped = 0
+        self.types = FieldTypes()
+        self._decoders: dict[str, Decoder] = {
+            "homeassistant": HomeAssistant().decode,
+            "zigbee2mqtt": Zigbee2MQTT().decode,
+            "shelly_rpc": decode_shelly_rpc,
+            "shelly_status": decode_shelly_status,
+            "tasmota": decode_tasmota,
+        }
 
     @classmethod
     def from_config(
@@ -480,6 +475,8 @@ class MQTTInput(Input):
             if captured is None:
                 continue
             rule = compiled.rule
+            if rule.decode != "json":
+                return self._decoded(rule, captured, topic, payload, stamp)
             try:
                 fields, data = parse_payload(payload, rule)
                 timestamp = stamp
@@ -494,6 +491,7 @@ class MQTTInput(Input):
             fields = {k: v for k, v in fields.items() if _usable_key(k)}
             if rule.fields:
                 fields = {k: v for k, v in fields.items() if k in rule.fields}
+            fields = self.types.conform(rule.measurement, fields)
             if not fields:
                 self._count("invalid", topic, "no numeric or boolean field in the payload")
                 return [], False
@@ -501,6 +499,31 @@ class MQTTInput(Input):
             return [point], bool(rule.timestamp_field)
         self._count("unmatched", topic, "matches no rule")
         return [], False
+
+    def _decoded(
+        self, rule: Rule, captured: dict[str, str], topic: str, payload: bytes, stamp: int
+    ) -> tuple[list[Point], bool]:
+        """A preset's message: the device's own format, maybe several points, maybe none
+        (a command, an availability notice)."""
+        try:
+            readings = self._decoders[rule.decode](captured, payload)
+        except (ValueError, KeyError, TypeError) as exc:  # UnicodeDecodeError is one
+            self._count("invalid", topic, f"cannot parse the payload: {exc}")
+            return [], False
+        points = []
+        sourced = False
+        for reading in readings:
+            fields = {k: v for k, v in reading.fields.items() if _usable_key(k)}
+            if rule.fields:
+                fields = {k: v for k, v in fields.items() if k in rule.fields}
+            fields = self.types.conform(rule.measurement, fields)
+            if fields:
+                sourced = sourced or reading.time_ns is not None
+                time_ns = stamp if reading.time_ns is None else reading.time_ns
+                points.append(
+                    Point(rule.measurement, fields, {**rule.tags, **reading.tags}, time_ns)
+                )
+        return points, sourced
 
     def _count(self, kind: str, topic: str, problem: str) -> None:
         with self._lock:
@@ -532,6 +555,7 @@ class MQTTInput(Input):
                 "invalid": self.invalid,
                 "too_large": self.too_large,
                 "retained_skipped": self.retained_skipped,
+                "type_refused": sum(count for count, _ in self.types.refused.values()),
                 "thread_restarts": self.thread_restarts,
                 "connected": self.connected,
             }
@@ -569,6 +593,8 @@ class MQTTInput(Input):
                 state += f"; the BROKER DROPPED {dropped} messages since (see README: MQTT)"
         if self.retained_skipped:
             state += f"; {self.retained_skipped} retained repeats skipped"
+        if self.types.refused:
+            state += f"; TYPE CHANGES: {self.types.summary()}"
         return state
 
     def _broker_counter(self, topic: str, payload: bytes) -> None:

@@ -83,14 +83,15 @@ SHELLY = json.dumps(
             "tele/plug-kitchen/SENSOR",
             TASMOTA_SENSOR,
             "mqtt_tasmota,device=plug-kitchen,host=pi AM2301_Humidity=48.1,AM2301_Temperature=21.4,"
-            "ENERGY_Current=0.182,ENERGY_Power=42.0,ENERGY_Total=12.345,ENERGY_Voltage=231.0",
+            "ENERGY_Current_a=0.182,ENERGY_Power_w=42.0,ENERGY_Total_kwh=12.345,"
+            "ENERGY_Voltage_v=231.0",
         ),
         (
             "tasmota",
             "tele/plug-kitchen/STATE",
             TASMOTA_STATE,
             "mqtt_tasmota_state,device=plug-kitchen,host=pi POWER=true,UptimeSec=3723.0,"
-            "Wifi_RSSI=76.0",
+            "Wifi_RSSI_pct=76.0",
         ),
         (
             "zigbee2mqtt",
@@ -104,20 +105,20 @@ SHELLY = json.dumps(
             "shellyplus1pm-a8032ab12345/status/switch:0",
             SHELLY,
             "mqtt_shelly,component=switch:0,device=shellyplus1pm-a8032ab12345,host=pi "
-            "aenergy_total=1234.5,apower=12.3,id=0.0,output=true,temperature_tC=45.2,"
+            "aenergy_total=1234.5,apower=12.3,output=true,temperature_tC=45.2,"
             "temperature_tF=113.4,voltage=230.1",
         ),
         (
             "homeassistant",
             "homeassistant/sensor/outdoor_temperature/state",
             "7.25",
-            "mqtt_homeassistant,domain=sensor,entity=outdoor_temperature,host=pi state=7.25",
+            "mqtt_homeassistant,domain=sensor,entity=outdoor_temperature,host=pi value=7.25",
         ),
         (
             "homeassistant",
             "homeassistant/light/hall/state",
             "on",
-            "mqtt_homeassistant,domain=light,entity=hall,host=pi state=true",
+            'mqtt_homeassistant,domain=light,entity=hall,host=pi state="on",value=1.0,is_on=true',
         ),
     ],
 )
@@ -132,12 +133,19 @@ def test_presets_turn_sample_messages_into_points(
     assert stamp == str(T0)
 
 
-def test_zigbee2mqtt_skips_the_bridge_and_commands() -> None:
+def test_zigbee2mqtt_skips_the_bridge_and_commands_at_any_depth() -> None:
     source = mqtt("zigbee2mqtt")
-    assert lines(source, "zigbee2mqtt/bridge/state", '{"state":"online"}') == []
-    assert lines(source, "zigbee2mqtt/lamp/set", '{"state":"ON"}') == []
-    assert lines(source, "zigbee2mqtt/lamp/availability", '{"state":"online"}') == []
-    assert source.unmatched == 3
+    for topic in (
+        "zigbee2mqtt/bridge/state",
+        "zigbee2mqtt/bridge/response/device/rename",
+        "zigbee2mqtt/lamp/set",
+        "zigbee2mqtt/kitchen/floor_light/set",
+        "zigbee2mqtt/kitchen/floor_light/set/brightness",
+        "zigbee2mqtt/kitchen/floor_light/get",
+        "zigbee2mqtt/kitchen/floor_light/availability",
+    ):
+        assert lines(source, topic, '{"state":"ON"}') == [], topic
+    assert (source.invalid, source.unmatched) == (0, 0)  # not readings, not errors
 
 
 def test_own_rules_allow_list_and_timestamp() -> None:
@@ -171,7 +179,8 @@ def test_timestamps_in_any_unit(raw: object, expected: int) -> None:
 def test_plain_numbers_words_and_bad_payloads() -> None:
     source = mqtt(rules=(Rule("meter/+/power", "mqtt_meter"),))
     assert lines(source, "meter/a/power", " 1500 ") == [f"mqtt_meter,host=pi value=1500.0 {T0}"]
-    assert lines(source, "meter/a/power", "OFF") == [f"mqtt_meter,host=pi value=false {T0}"]
+    # The field is a float: a word later is stored as its number, not refused by InfluxDB.
+    assert lines(source, "meter/a/power", "OFF") == [f"mqtt_meter,host=pi value=0.0 {T0}"]
     assert lines(source, "meter/a/power", "not json {") == []
     assert lines(source, "meter/a/power", b"\xff\xfe\x00") == []  # not UTF-8
     assert lines(source, "meter/a/power", '{"note": "text only"}') == []
