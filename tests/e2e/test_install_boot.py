@@ -30,6 +30,7 @@ CACHE = Path(os.environ.get("PITELEMETRY_ROOTFS_CACHE", "/var/cache/pitelemetry-
 # sudo: the README's install command is run as the README writes it.
 INCLUDE = "systemd,systemd-sysv,dbus,python3,python3-venv,ca-certificates,procps,sudo"
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+CONTAINER_CA = "/etc/ssl/certs/host-ca.crt"  # HOST_CA, bound into the container
 CHECK_UNIT = """[Unit]
 Description=pitelemetry boot checks
 After=multi-user.target
@@ -171,6 +172,9 @@ def test_install_and_boot(release: str, tmp_path: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ROOT / relative, target)
         target.chmod(mode)
+    # sudo drops the environment, PIP_CERT included: pip inside finds this machine's CA
+    # (for a proxy that may sit between it and the package index) in its own config.
+    (root / "etc" / "pip.conf").write_text(f"[global]\ncert = {CONTAINER_CA}\n")
     # Run inside as the README writes it, from the checkout.
     (root / "root" / "install-command").write_text(readme_command("The two commands", 0))
     shutil.copy2(ROOT / "tests" / "e2e" / "boot_checks.py", root / "root" / "boot_checks.py")

@@ -68,6 +68,26 @@ def wait_count(
     return got
 
 
+def broker_dropped(broker: Mosquitto) -> int:
+    """Mosquitto's own count of messages it dropped (queue or in-flight limits): its
+    retained ``$SYS`` topic, published every second by the test broker."""
+    got: list[int] = []
+    client = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=f"test-sys-{time.monotonic_ns()}",
+    )
+    client.on_message = lambda c, u, m: got.append(int(m.payload))
+    client.connect("127.0.0.1", broker.port)
+    client.subscribe("$SYS/broker/publish/messages/dropped")
+    client.loop_start()
+    deadline = time.monotonic() + 5
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client.disconnect()
+    client.loop_stop()
+    return got[-1] if got else 0
+
+
 def subscribed(daemon: Daemon) -> None:
     """Wait until every MQTT input is connected (its session exists at the broker)."""
     daemon.wait_for(
@@ -120,12 +140,12 @@ def test_each_preset_end_to_end(
     finally:
         client.loop_stop()
         daemon.stop()
-    power = influxdb.rows('SELECT "ENERGY_Power" FROM mqtt_tasmota GROUP BY device', database)
-    assert [(r["device"], r["ENERGY_Power"]) for r in power] == [("plug", 42.0)]
+    power = influxdb.rows('SELECT "ENERGY_Power_w" FROM mqtt_tasmota GROUP BY device', database)
+    assert [(r["device"], r["ENERGY_Power_w"]) for r in power] == [("plug", 42.0)]
     door = influxdb.rows("SELECT contact FROM mqtt_zigbee2mqtt GROUP BY device", database)
     assert [(r["device"], r["contact"]) for r in door] == [("hall door", False)]
-    state = influxdb.rows("SELECT state FROM mqtt_homeassistant GROUP BY entity", database)
-    assert [(r["entity"], r["state"]) for r in state] == [("outside", 7.25)]
+    state = influxdb.rows("SELECT value FROM mqtt_homeassistant GROUP BY entity", database)
+    assert [(r["entity"], r["value"]) for r in state] == [("outside", 7.25)]
     devices = influxdb.rows('SHOW TAG VALUES FROM mqtt_zigbee2mqtt WITH KEY = "device"', database)
     assert [d["value"] for d in devices] == ["hall door"]  # not the bridge
 
@@ -168,12 +188,19 @@ def test_kill_9_mid_burst_loses_nothing(
         sender.join(60)
         landed = count(influxdb, database, "SELECT count(seq) FROM mqtt_burst")
         assert landed < 10_000, "the burst finished before the kill; nothing was tested"
+        time.sleep(2)
+        # With Mosquitto's defaults the broker queues only 1,000 messages for a client
+        # that is away: what it drops is the broker's, and it says how many.
+        dropped = broker_dropped(mosquitto)
         daemon = Daemon(config).start()
-        got = wait_count(influxdb, database, "SELECT count(seq) FROM mqtt_burst", 10_000)
+        got = wait_count(influxdb, database, "SELECT count(seq) FROM mqtt_burst", 10_000 - dropped)
     finally:
         client.loop_stop()
         daemon.stop()
-    assert got == 10_000  # each message once per timestamp: redelivered ones overwrite
+    if mosquitto.limits == "generous":
+        assert dropped == 0
+    # Each message once per timestamp (redelivered ones overwrite); none lost by us.
+    assert got == 10_000 - dropped
 
 
 @pytest.mark.slow

@@ -153,7 +153,7 @@ def test_retained_messages_are_stored_once_across_restarts(
     client.publish("tele/plug/STATE", b'{"Wifi":{"RSSI":70}}', qos=1, retain=True).wait_for_publish(
         10
     )
-    query = 'SELECT count("Wifi_RSSI") FROM mqtt_tasmota_state'
+    query = 'SELECT count("Wifi_RSSI_pct") FROM mqtt_tasmota_state'
     try:
         for _ in range(3):
             daemon = Daemon(config).start()
