@@ -56,6 +56,10 @@ def snapshot(agent: Agent) -> dict[str, Any]:
             "last_write": stats.last_write,
             "last_error": stats.last_error,
             "problem": stats.problem,
+            "type_conflicts": [
+                {"measurement": m, "field": f, "times": times, "types": types}
+                for (m, f), (times, types) in sorted(stats.type_conflicts.items())
+            ],
             "outage_since": stats.outage_since,
             "write_latency_ms": round(stats.last_write_latency_s * 1000, 1),
         },

@@ -29,6 +29,7 @@ import logging
 import math
 import queue
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -73,6 +74,8 @@ class PipelineStats:
     last_error: str = ""
     outage_since: float | None = None  # wall-clock seconds
     problem: str = ""  # what a person must fix (credentials, missing database)
+    # InfluxDB's field-type refusals: (measurement, field) -> (times, "is X, stored as Y")
+    type_conflicts: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
 
     def drop(self, reason: str, count: int) -> None:
         if count:
@@ -346,6 +349,7 @@ class Pipeline:
         except RejectedError as exc:
             self.stats.written += count - exc.dropped
             self.stats.drop("rejected", exc.dropped)
+            self._note_type_conflict(str(exc))
             log.warning("InfluxDB refused %d of %d points for good: %s", exc.dropped, count, exc)
             self._succeeded(started)
             return True
@@ -359,6 +363,18 @@ class Pipeline:
         self.stats.written += count
         self._succeeded(started)
         return True
+
+    def _note_type_conflict(self, message: str) -> None:
+        """Count InfluxDB's "field type conflict" refusals per field, for ``status``."""
+        found = _TYPE_CONFLICT.search(message)
+        if found is None:
+            return
+        key = (found["measurement"], found["field"])
+        conflicts = self.stats.type_conflicts
+        if key not in conflicts and len(conflicts) >= 100:
+            return
+        times, _ = conflicts.get(key, (0, ""))
+        conflicts[key] = (times + 1, f"is {found['got']}, stored as {found['had']}")
 
     def _succeeded(self, started: float) -> None:
         self.stats.last_write = time.time()
@@ -413,6 +429,12 @@ class Pipeline:
             log.info("stopping; %d points wait in the spool for the next start", self.spool.lines)
         self.spool.close()
         self.writer.close()
+
+
+_TYPE_CONFLICT = re.compile(
+    r'input field "(?P<field>[^"]*)" on measurement "(?P<measurement>[^"]*)" '
+    r"is type (?P<got>\w+), already exists as type (?P<had>\w+)"
+)
 
 
 def _count(batch: list[str] | SpoolRecord) -> int:

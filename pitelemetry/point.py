@@ -9,9 +9,10 @@ What InfluxDB 1.x's parser does, verified against a real ``influxd``, and what w
 * In measurement names, tag keys, tag values and field keys, ``\\,``, ``\\ `` and ``\\=``
   are escapes; any other backslash in a tag is literal (``\\\\`` stays two). We escape
   exactly those three characters.
-* In measurement names and field keys InfluxDB also unescapes ``\\"`` and ``\\\\``, and
-  stores such names inconsistently (``SHOW MEASUREMENTS`` lists one that ``SELECT`` cannot
-  find), so a backslash there is replaced by U+FFFD.
+* In measurement names and field keys InfluxDB also unescapes ``\\"``, and a backslash
+  before another backslash or an escapable character is read inconsistently (1.6.7
+  stores ``a\\\\,b`` as ``a,b`` but ``m\\\\x`` as ``m\\\\x``), so such a backslash is
+  replaced by U+FFFD. Any other backslash (``m\\x``) is stored exactly, and kept.
 * A name ending in a backslash cannot be represented (the backslash would escape the
   separator after it), so trailing backslashes are removed.
 * A line starting with ``#`` is a comment and silently ignored, so a measurement may
@@ -84,10 +85,15 @@ def _escape_tag(name: str) -> str:
     return clean_name(name).translate(_ESCAPES)
 
 
+_AMBIGUOUS_BACKSLASH = re.compile(r'\\(?=[\\,= "])')
+
+
 def clean_key(name: str) -> str:
     """Return a measurement name or field key as InfluxDB will store it: as
-    :func:`clean_name`, and backslashes replaced (see the module docstring)."""
-    return clean_name(name).replace("\\", "\ufffd")
+    :func:`clean_name`, and a backslash before another backslash, a separator or a quote
+    replaced (see the module docstring)."""
+    name = clean_name(name)
+    return _AMBIGUOUS_BACKSLASH.sub("\ufffd", name) if "\\" in name else name
 
 
 def _escape_key(name: str) -> str:

@@ -130,6 +130,15 @@ def _render(state: dict[str, Any], now: float | None = None) -> str:
         )
     if influx["problem"]:
         lines.append(f"          PROBLEM: {_cut(influx['problem'], 61)}")
+    lines.extend(
+        f"          REFUSED {conflict['times']}x {conflict['measurement']}."
+        f"{conflict['field']}: {conflict['types']}"
+        for conflict in influx.get("type_conflicts", [])[:3]
+    )
+    if influx.get("type_conflicts"):
+        lines.append(
+            "          (a field keeps its first type per shard: rename the field in the rule)"
+        )
     dropped = sum(points["dropped"].values())
     lines.append(
         f"points    {points['collected']} collected, {points['written']} written, "

@@ -356,3 +356,15 @@ def test_a_stuck_writer_thread_is_seen(tmp_path: Path) -> None:
     assert not pipeline.alive(within=30)
     release.set()
     pipeline.stop(1)
+
+
+def test_influxdbs_field_type_refusals_are_counted_per_field(
+    influxdb: InfluxDB1, database: str, tmp_path: Path
+) -> None:
+    writer = V1Writer(influxdb.url, database=database)
+    pipeline = pipeline_with(writer, tmp_path)  # type: ignore[arg-type]
+    assert pipeline._write(["m v=1.5 1"])
+    assert pipeline._write(["m v=true 2", "m v=false 3", "m w=1.0 4"])
+    writer.close()
+    assert pipeline.stats.type_conflicts == {("m", "v"): (1, "is boolean, stored as float")}
+    assert pipeline.stats.dropped == {"rejected": 2}

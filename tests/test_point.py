@@ -175,3 +175,36 @@ def test_random_points_read_back_equal(influxdb: InfluxDB1, point: Point) -> Non
         else:
             assert type(got) is type(value)
             assert got == value
+
+
+tricky_names = st.text(alphabet='ab\\, ="', min_size=1, max_size=8).filter(
+    lambda s: clean_key(s) not in ("", "time") and not clean_key(s).startswith("#")
+)
+
+
+def test_a_backslash_influxdb_stores_exactly_is_kept() -> None:
+    assert clean_key("C:\\temp") == "C:\\temp"
+    assert clean_key("a\\,b") == "a\ufffd,b"  # before a separator: ambiguous
+    assert clean_key('a\\"b') == 'a\ufffd"b'
+    assert clean_key("a\\\\b") == "a\ufffd\\b"
+
+
+@pytest.mark.e2e
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(measurement=tricky_names, key=tricky_names)
+def test_backslashes_and_separators_in_names_read_back_as_cleaned(
+    influxdb: InfluxDB1, measurement: str, key: str
+) -> None:
+    database = f"prop{next(_numbers)}"
+    influxdb.create_database(database)
+    try:
+        writer = V1Writer(influxdb.url, database=database)
+        try:
+            writer.write([LineEncoder().encode(Point(measurement, {key: 1.0}), 1)])
+        finally:
+            writer.close()
+        [row] = _read_back(influxdb, database)
+    finally:
+        influxdb.drop_database(database)
+    assert row["name"] == clean_key(measurement)
+    assert list(row["fields"]) == [clean_key(key)]
