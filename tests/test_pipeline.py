@@ -362,7 +362,7 @@ def test_influxdbs_field_type_refusals_are_counted_per_field(
     influxdb: InfluxDB1, database: str, tmp_path: Path
 ) -> None:
     writer = V1Writer(influxdb.url, database=database)
-    pipeline = pipeline_with(writer, tmp_path)  # type: ignore[arg-type]
+    pipeline = pipeline_with(writer, tmp_path)
     assert pipeline._write(["m v=1.5 1"])
     assert pipeline._write(["m v=true 2", "m v=false 3", "m w=1.0 4"])
     writer.close()
