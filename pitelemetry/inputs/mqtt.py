@@ -19,6 +19,7 @@ Config::
     measurement = "mqtt_climate"
     fields = ["temperature", "humidity"]  # optional allow-list
     timestamp_field = ""                # optional: epoch s/ms/us/ns or ISO 8601 in the JSON
+    decode = "json"                     # or a preset's decoder (inputs/mqtt_presets.py)
 
 A payload is a plain number (field ``value``, or the rule's ``field``), ``ON``/``OFF``/
 ``true``/``false`` (a boolean), or JSON: nested objects are flattened with ``_``
