@@ -30,8 +30,8 @@ Delivery is at least once: with QoS 1 a message is acknowledged to the broker on
 after its points are written to InfluxDB or fsync-ed to the spool, and the session is
 persistent (a fixed client id, clean session off), so what arrives while pitelemetry is
 stopped or killed is delivered when it is back. Messages are read and handed to the
-pipeline in bursts (:mod:`pitelemetry.inputs.mqtt_client`), about 20,000 a second on
-two cores. A flood meets back-pressure (the pipeline's bounded queue), not unbounded
+pipeline in bursts (:mod:`pitelemetry.inputs.mqtt_client`), 11,000 to 22,000 a second
+on two cores (``bench/mqtt``). A flood meets back-pressure (the pipeline's bounded queue), not unbounded
 memory.
 
 Topic segments and payload strings are only ever tag values, field keys or field
