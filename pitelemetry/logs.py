@@ -11,7 +11,8 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 _PRIORITY = {
     logging.CRITICAL: 2,
@@ -54,21 +55,69 @@ class StateLog:
 
     ``report(key, message)`` logs ``message`` only when it differs from the last one
     for ``key``; ``clear(key, message)`` logs the recovery once if a problem was active.
+
+    Bounded, because keys can come from outside (an MQTT topic per bad message): at most
+    ``max_keys`` conditions are remembered (the oldest forgotten first), and at most
+    ``burst`` lines are written per ``window`` seconds; the rest are counted and summed
+    up in one line when the window ends. A flood of distinct bad topics then costs a
+    few kilobytes and a few lines a minute, not a line and a dict entry per topic.
     """
 
-    def __init__(self, logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        max_keys: int = 1024,
+        burst: int = 20,
+        window: float = 60.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._logger = logger
         self._active: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._max_keys = max_keys
+        self._burst = burst
+        self._window = window
+        self._monotonic = monotonic
+        self._window_end = 0.0
+        self._lines = 0
+        self._suppressed = 0
 
     def report(self, key: str, message: str, level: int = logging.WARNING) -> bool:
-        """Log ``message`` if it is new for ``key``; return whether it was logged."""
+        """Log ``message`` if it is new for ``key`` (and the rate allows); return whether
+        the condition is new."""
         with self._lock:
             if self._active.get(key) == message:
                 return False
+            self._active.pop(key, None)
             self._active[key] = message
-        self._logger.log(level, "%s", message)
+            if len(self._active) > self._max_keys:
+                del self._active[next(iter(self._active))]
+            allowed, suppressed = self._take_line()
+        if suppressed:
+            self._logger.warning(
+                "%d more messages like these were not logged in the last %gs",
+                suppressed,
+                self._window,
+            )
+        if allowed:
+            self._logger.log(level, "%s", message)
         return True
+
+    def _take_line(self) -> tuple[bool, int]:
+        """Whether one more line fits this window, and how many were held back in the
+        window that just ended (to say so once)."""
+        now = self._monotonic()
+        suppressed = 0
+        if now >= self._window_end:
+            suppressed, self._suppressed = self._suppressed, 0
+            self._window_end = now + self._window
+            self._lines = 0
+        if self._lines >= self._burst:
+            self._suppressed += 1
+            return False, suppressed
+        self._lines += 1
+        return True, suppressed
 
     def clear(self, key: str, message: str | None = None) -> bool:
         """End the condition ``key``; log ``message`` if one was active."""

@@ -31,8 +31,8 @@ after its points are written to InfluxDB or fsync-ed to the spool, and the sessi
 persistent (a fixed client id, clean session off), so what arrives while pitelemetry is
 stopped or killed is delivered when it is back. Messages are read and handed to the
 pipeline in bursts (:mod:`pitelemetry.inputs.mqtt_client`), 11,000 to 22,000 a second
-on two cores (``bench/mqtt``). A flood meets back-pressure (the pipeline's bounded queue), not unbounded
-memory.
+on two cores (``bench/mqtt``). A flood meets back-pressure (the pipeline's bounded
+queue), not unbounded memory.
 
 Topic segments and payload strings are only ever tag values, field keys or field
 values, escaped by the line-protocol encoder: no message can add a point, a
