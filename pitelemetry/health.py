@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pitelemetry import statefile
 from pitelemetry.inputs import Input
 from pitelemetry.point import Point
 
@@ -102,11 +103,10 @@ def _seconds(stamp_ns: int | None) -> float | None:
 
 
 def write_state(directory: Path, state: dict[str, Any]) -> None:
-    """Replace the state file atomically (rename), so a reader never sees half of it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    temporary = directory / f".{STATE_FILE}.tmp"
-    temporary.write_text(json.dumps(state, indent=1))
-    temporary.replace(directory / STATE_FILE)
+    """Replace the state file atomically (rename), so a reader never sees half of it;
+    never through a planted symbolic link (:func:`statefile.write_atomic`). No ``fsync``:
+    the runtime directory is a tmpfs."""
+    statefile.write_atomic(directory / STATE_FILE, json.dumps(state, indent=1), durable=False)
 
 
 def read_rss_bytes() -> int | None:

@@ -174,6 +174,9 @@ class DiskSpool:
     def _recover(self) -> None:
         paths = sorted(self.directory.glob("*.seg"))
         for index, path in enumerate(paths):
+            if path.is_symlink() or not path.is_file():  # never read or cut through a link
+                self._quarantine(path, "not a regular file")
+                continue
             segment = _Segment(path)
             try:
                 self._scan(segment, last=index == len(paths) - 1)
@@ -247,7 +250,7 @@ class DiskSpool:
         if segment is None or segment.size >= self.segment_bytes:
             segment = self._new_segment()
         if self._append_handle is None:  # the newest segment of an earlier run
-            self._append_handle = segment.path.open("ab")
+            self._append_handle = _open_append(segment.path)
         handle = self._append_handle
         handle.write(data)
         handle.flush()
@@ -262,7 +265,7 @@ class DiskSpool:
         number = int(self._segments[-1].path.stem) + 1 if self._segments else 1
         path = self.directory / f"{number:012d}.seg"
         self._close_append()
-        self._append_handle = path.open("ab")
+        self._append_handle = _open_append(path)
         _fsync_directory(self.directory)
         segment = _Segment(path)
         self._segments.append(segment)
@@ -484,6 +487,13 @@ def open_spool(directory: Path, max_bytes: int) -> Spool:
             reason,
         )
         return MemorySpool(max_bytes, degraded=reason)
+
+
+def _open_append(path: Path) -> BinaryIO:
+    """A segment opened for appending, never through a symbolic link planted in its
+    place (``O_NOFOLLOW``: the open fails instead, and the points go to memory)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.fdopen(os.open(path, flags, 0o640), "ab")
 
 
 def _fsync_directory(directory: Path) -> None:

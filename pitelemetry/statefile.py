@@ -12,9 +12,11 @@ reader never sees half of one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -71,16 +73,27 @@ def read_json(path: Path, check: Callable[[Any], T], then: str) -> T | None:
         return None
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``: written, ``fsync``-ed, then renamed over it.
-    Raises ``OSError``."""
+def write_atomic(path: Path, text: str, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``text``: written to a new temporary file, ``fsync``-ed
+    (unless not ``durable``: a tmpfs), then renamed over it. Raises ``OSError``.
+
+    The temporary file gets an unpredictable name and is created with ``O_EXCL``
+    (``mkstemp``), so a symbolic link planted in the directory by someone who can write
+    there is never followed, not even when the daemon runs as root; the rename replaces
+    a link at ``path`` itself instead of writing through it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
+        Path(name).replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            Path(name).unlink()
+        raise
 
 
 def finite_int(value: Any, *, minimum: int = 0) -> int:

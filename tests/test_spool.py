@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pitelemetry.clock import ClockMark
-from pitelemetry.spool import DiskSpool, MemorySpool, open_spool
+from pitelemetry.spool import DiskSpool, FallbackSpool, MemorySpool, open_spool
 
 
 def drain(spool: DiskSpool | MemorySpool) -> list[list[str]]:
@@ -175,3 +175,20 @@ def test_the_cap_holds_with_the_default_segment_size(tmp_path: Path) -> None:
     assert spool.dropped > 0
     assert largest <= 4096 + 512  # the cap, and at most the newest segment over it
     spool.close()
+
+
+def test_a_symlink_planted_in_the_spool_is_never_read_cut_or_appended_to(
+    tmp_path: Path,
+) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    (directory / "000000000001.seg").symlink_to(victim)  # there at start: moved aside
+    spool = FallbackSpool(DiskSpool(directory, 10**6), 10**6)
+    assert list((directory / "corrupt").iterdir())
+    (directory / "000000000001.seg").symlink_to(victim)  # planted as the next segment
+    spool.append(["m v=1 1"])  # refused by the disk, kept in memory
+    assert victim.read_bytes() == b"precious"
+    assert "cannot write" in spool.degraded
+    assert spool.lines == 1

@@ -4,6 +4,7 @@ file ``status`` reads)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -140,3 +141,22 @@ def test_status_renders_a_state_of_another_version_without_crashing() -> None:
     from pitelemetry.status import render  # noqa: PLC0415
 
     assert "cannot show this state" in render({"version": "0.0", "influxdb": {}})
+
+
+def test_a_symlink_planted_in_the_runtime_directory_is_never_written_through(
+    tmp_path: Path,
+) -> None:
+    """Run as root while debugging, with a runtime directory the service user can
+    write: the old fixed temporary name let a planted link overwrite its target."""
+    from pitelemetry.health import write_state  # noqa: PLC0415
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    runtime = tmp_path / "run"
+    runtime.mkdir()
+    (runtime / ".status.json.tmp").symlink_to(victim)
+    (runtime / "status.json").symlink_to(victim)
+    write_state(runtime, {"pid": 1})
+    assert victim.read_text() == "precious"
+    assert not (runtime / "status.json").is_symlink()
+    assert json.loads((runtime / "status.json").read_text()) == {"pid": 1}
