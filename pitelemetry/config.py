@@ -14,6 +14,7 @@ import ipaddress
 import os
 import re
 import socket
+import stat
 import tomllib
 import types
 import typing
@@ -33,6 +34,15 @@ Duration = NewType("Duration", float)
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_DURATION_S = 10 * 365 * 86400.0
+# How often something may run: shorter would only burn the CPU (and starve SIGTERM).
+MIN_INTERVAL_S = 0.1
+_INTERVAL_KEYS = frozenset({"interval", "flush_interval", "heartbeat_interval"})
+# Tag keys InfluxDB refuses (time) or reserves (2.x's _measurement and _field).
+RESERVED_TAG_KEYS = frozenset({"time", "_measurement", "_field"})
+# A secret is a password, a token or a key: a few hundred bytes. More is not a secret file.
+MAX_SECRET_BYTES = 64 * 1024
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -232,6 +242,13 @@ class _Parser:
                 ) from None
             if seconds <= 0:
                 raise self.error(key, f"duration {raw!r} must be greater than zero")
+            if seconds > MAX_DURATION_S:
+                raise self.error(key, f"duration {raw!r} is longer than ten years")
+            minimum = MIN_INTERVAL_S if key.rsplit(".", 1)[-1] in _INTERVAL_KEYS else 0.001
+            if seconds < minimum:
+                raise self.error(
+                    key, f"duration {raw!r} is too short; the least is {minimum * 1000:g}ms"
+                )
             return Duration(seconds)
         if hint == Secret | None:
             return self.secret(raw, key)
@@ -295,11 +312,11 @@ class _Parser:
                 candidates.append(self.credstore / raw)
         for candidate in candidates:
             try:
-                text = candidate.read_text(encoding="utf-8")
+                text = _read_secret(candidate)
             except FileNotFoundError:
                 continue
-            except OSError as exc:
-                problem = f"cannot read secret file {candidate}: {exc.strerror}"
+            except (OSError, ValueError) as exc:
+                problem = f"cannot read secret file {candidate}: {_reason(exc)}"
                 raise self.error(key, problem) from None
             if not text.strip():
                 raise self.error(key, f"secret file {candidate} is empty")
@@ -352,6 +369,25 @@ def url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
     return None
 
 
+def _read_secret(path: Path) -> str:
+    """A secret file's text. Only a regular file of at most ``MAX_SECRET_BYTES`` in
+    UTF-8 is read: a FIFO would block the start for ever, ``/dev/zero`` fill the memory."""
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError("not a regular file")
+    if info.st_size > MAX_SECRET_BYTES:
+        raise ValueError(f"{info.st_size} bytes; a secret file holds at most {MAX_SECRET_BYTES}")
+    data = path.read_bytes()[:MAX_SECRET_BYTES]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+
+
+def _reason(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+
+
 def _describe(raw: object) -> str:
     names = {
         str: "a string",
@@ -373,14 +409,27 @@ def load(
     path = Path(path)
     environ = os.environ if environ is None else environ
     try:
+        info = path.stat()
+        if stat.S_ISREG(info.st_mode) and info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(path, "", f"{info.st_size} bytes is too large for a config file")
+        if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+            raise ConfigError(path, "", "not a regular file")  # a FIFO would block for ever
         with path.open("rb") as handle:
             data = tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(path, "", "config file not found") from None
     except PermissionError:
         raise ConfigError(path, "", "permission denied reading the config file") from None
+    except IsADirectoryError:
+        raise ConfigError(path, "", "is a directory, not a config file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, "", f"not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise ConfigError(path, "", "not valid TOML: nested too deep") from None
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read the config file: {_reason(exc)}") from None
     return parse(data, path, environ, credstore)
 
 
@@ -427,6 +476,7 @@ def parse(
             shared = {k: table[k] for k in _SHARED_INPUT_KEYS if k in table}
             own = {k: v for k, v in table.items() if k not in shared}
             common = parser.section(_InputCommon, shared, where)
+            _check_tags(parser, where, common.tags)
             interval = (
                 common.interval or getattr(options_cls, "default_interval", 0) or agent.interval
             )
@@ -447,6 +497,15 @@ def parse(
 
 
 _SHARED_INPUT_KEYS = ("interval", "timeout", "tags")
+
+
+def _check_tags(parser: _Parser, where: str, tags: Mapping[str, str]) -> None:
+    for tag in tags:
+        if tag in RESERVED_TAG_KEYS or not tag.strip():
+            raise parser.error(
+                f"{where}.tags.{tag}",
+                f"{tag!r} cannot be a tag key (InfluxDB refuses or reserves it)",
+            )
 
 
 @dataclass(frozen=True)
