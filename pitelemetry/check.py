@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from pitelemetry import influxql
 from pitelemetry.agent import build_inputs
 from pitelemetry.clock import Clock
 from pitelemetry.collector import Collector
-from pitelemetry.config import Config
+from pitelemetry.config import Config, secret_objects
 from pitelemetry.writer import AuthError, WriteError, api_for_version, ping
 
 
@@ -32,7 +33,21 @@ def run_checks(config: Config) -> Iterator[CheckResult]:
     yield CheckResult("clock", clock.trusted(), clock.reason)
     yield _check_influxdb(config)
     yield _check_state_dir(Path(config.agent.state_dir))
+    yield from _check_secret_files(config)
     yield from _check_inputs(config)
+
+
+def _check_secret_files(config: Config) -> Iterator[CheckResult]:
+    """A secret file any user of the machine can read is a leaked secret."""
+    for source in sorted({secret.source for secret in secret_objects(config)}):
+        try:
+            mode = Path(source).stat().st_mode
+        except OSError:
+            continue
+        if mode & stat.S_IROTH:
+            yield CheckResult(
+                "secrets", False, f"{source} is readable by every user: chmod o-r {source}"
+            )
 
 
 def _check_state_dir(state_dir: Path) -> CheckResult:

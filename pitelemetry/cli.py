@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # until Agent.run installs the handler. A re-executed daemon inherits the block.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     from pitelemetry import logs  # noqa: PLC0415 - keep --help fast
-    from pitelemetry.config import DEFAULT_PATH, ConfigError, load  # noqa: PLC0415
+    from pitelemetry.config import DEFAULT_PATH, ConfigError, load, secrets_of  # noqa: PLC0415
 
     logs.setup(getattr(args, "log_level", "info"))
     if args.command == "sensors":  # works before there is a config
@@ -124,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pitelemetry: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    logs.redact_secrets(secrets_of(config))
     if not hasattr(args, "log_level"):
         logging.getLogger().setLevel(config.agent.log_level.upper())
     if args.command == "status":

@@ -369,6 +369,26 @@ def url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
     return None
 
 
+def secret_objects(value: object) -> list[Secret]:
+    """Every :class:`Secret` held anywhere in a parsed config."""
+    if isinstance(value, Secret):
+        return [value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [
+            s for f in dataclasses.fields(value) for s in secret_objects(getattr(value, f.name))
+        ]
+    if isinstance(value, Mapping):
+        return [s for item in value.values() for s in secret_objects(item)]
+    if isinstance(value, tuple | list):
+        return [s for item in value for s in secret_objects(item)]
+    return []
+
+
+def secrets_of(config: Config) -> list[str]:
+    """The values of every secret in ``config`` (for the log's redaction)."""
+    return [secret.reveal() for secret in secret_objects(config)]
+
+
 def _read_secret(path: Path) -> str:
     """A secret file's text. Only a regular file of at most ``MAX_SECRET_BYTES`` in
     UTF-8 is read: a FIFO would block the start for ever, ``/dev/zero`` fill the memory."""

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 _PRIORITY = {
     logging.CRITICAL: 2,
@@ -33,6 +34,49 @@ class JournalFormatter(logging.Formatter):
         return "\n".join(f"<{priority}>{line}" for line in text.splitlines())
 
 
+# A secret in a URL's query string, whatever it is called (urllib3 logs request lines at
+# debug level: "GET /query?function=...&apikey=... HTTP/1.1").
+_QUERY_SECRET = re.compile(
+    r"(?i)([?&;](?:api_?key|apitoken|token|access_token|auth|password|passwd|secret|key)=)"
+    r"[^&;\s\"'#]+"
+)
+REDACTED = "***"
+
+
+class Redactor(logging.Filter):
+    """Rewrites every record so no configured secret, and no secret-looking query
+    parameter, reaches the log at any level; installed on the handler, so it sees the
+    records of every library (urllib3, paho) too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: tuple[str, ...] = ()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+            record.exc_text = None
+        record.msg, record.args = self.redact(text), ()
+        return True
+
+    def redact(self, text: str) -> str:
+        text = _QUERY_SECRET.sub(lambda m: m.group(1) + REDACTED, text)
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+
+REDACTOR = Redactor()
+
+
+def redact_secrets(secrets: Iterable[str]) -> None:
+    """Never log these (the config's secrets, once it is loaded); longest first, so a
+    secret that contains another is hidden whole."""
+    REDACTOR.secrets = tuple(sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True))
+
+
 def setup(level: str = "info", environ: Mapping[str, str] | None = None) -> None:
     """Configure the root logger for the CLI; call once at start."""
     environ = os.environ if environ is None else environ
@@ -45,6 +89,7 @@ def setup(level: str = "info", environ: Mapping[str, str] | None = None) -> None
             "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
         )
     handler.setFormatter(formatter)
+    handler.addFilter(REDACTOR)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
