@@ -24,6 +24,8 @@ from typing import Any
 
 from pitelemetry import health
 from pitelemetry.config import Config, InputConfig
+from pitelemetry.influxql import ident, literal
+from pitelemetry.point import clean_key, clean_name
 
 SCHEMA_VERSION = 41
 HOST = '"host" =~ /^$host$/'
@@ -136,12 +138,13 @@ def _select(expressions: str, measurement: str, where: str = "", group: str = ""
     """``SELECT ... FROM m WHERE <where> AND host AND $timeFilter GROUP BY time, host``."""
     conditions = " AND ".join(c for c in (where, HOST, "$timeFilter") if c)
     groups = ", ".join(g for g in ("time($__interval)", '"host"', group) if g)
-    return f'SELECT {expressions} FROM "{measurement}" WHERE {conditions} GROUP BY {groups}'
+    return f"SELECT {expressions} FROM {ident(measurement)} WHERE {conditions} GROUP BY {groups}"
 
 
 def _quote(value: str) -> str:
-    """A string literal for InfluxQL."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """A tag value from the config as an InfluxQL literal: as the encoder stores it
+    (control characters made U+FFFD), quoted by :func:`influxql.literal`."""
+    return literal(clean_name(value))
 
 
 def timeseries(
@@ -353,7 +356,9 @@ def _sensor_panels(item: InputConfig) -> Iterator[dict[str, Any]]:
         yield state_timeline(name, [_target(query, alias="$tag_host")], words)
     elif kind == "mcp3008":
         query = _select(
-            f'mean("{item.options.field}")', "environment", f"\"sensor\" = 'mcp3008' AND {where}"
+            f"mean({ident(clean_key(item.options.field))})",
+            "environment",
+            f"\"sensor\" = 'mcp3008' AND {where}",
         )
         yield timeseries(
             f"{name} {item.options.field}", [_target(query, alias="$tag_host")], "short"

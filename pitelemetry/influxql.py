@@ -11,6 +11,21 @@ from typing import Any
 from pitelemetry.writer import RetryableError, classify, exchange
 
 
+def ident(name: str) -> str:
+    """``name`` as a quoted InfluxQL identifier.
+
+    InfluxQL's scanner reads ``\\``, ``\"`` and ``\n`` inside quotes and nothing else,
+    so a name of any characters becomes exactly one identifier: it cannot end the quotes
+    and add a statement. Every identifier in every query we generate (dashboards,
+    provisioning, backfill) goes through here, or :func:`literal` for string values."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def literal(value: str) -> str:
+    """``value`` as an InfluxQL string literal (single quotes; see :func:`ident`)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+
+
 def query(
     url: str,
     statement: str,

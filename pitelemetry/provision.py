@@ -30,6 +30,7 @@ from typing import Any
 from pitelemetry import __version__, dashboards, influxql
 from pitelemetry.config import Config
 from pitelemetry.grafana import GrafanaClient, GrafanaError, GrafanaUnreachableError
+from pitelemetry.influxql import ident
 from pitelemetry.writer import AuthError, WriteError, api_for_version, wait_for
 
 CQ_NAME = "pitelemetry_downsample"
@@ -57,11 +58,13 @@ def _would(action: str, dry_run: bool) -> str:
     return {"created": "would create", "updated": "would update"}[action] if dry_run else action
 
 
+def _flux_string(value: str) -> str:
+    """A Flux string literal: backslash, quote and ``${`` (interpolation) escaped."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")
+    return f'"{escaped}"'
+
+
 # -- InfluxDB 1.x ------------------------------------------------------------------------
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 _UNITS = {
@@ -117,7 +120,7 @@ class InfluxV1:
 
     def run(self) -> Iterator[Change]:
         database = self.influx.database
-        db = _ident(database)
+        db = ident(database)
         existing = {r["name"] for r in influxql.rows(self.query("SHOW DATABASES")[0])}
         created = database not in existing
         if created:
@@ -145,19 +148,19 @@ class InfluxV1:
         clause = f"DURATION {int(seconds)}s REPLICATION 1{' DEFAULT' if default else ''}"
         current = policies.get(name)
         if current is None:
-            self.change(f"CREATE RETENTION POLICY {_ident(name)} ON {db} {clause}")
+            self.change(f"CREATE RETENTION POLICY {ident(name)} ON {db} {clause}")
             return Change(_would("created", self.dry_run), subject, want)
         if _go_seconds(current["duration"]) != seconds or (default and not current["default"]):
-            self.change(f"ALTER RETENTION POLICY {_ident(name)} ON {db} {clause}")
+            self.change(f"ALTER RETENTION POLICY {ident(name)} ON {db} {clause}")
             return Change(_would("updated", self.dry_run), subject, want)
         return Change("unchanged", subject, want)
 
     def _continuous_query(self, database: str, raw: str) -> Change:
-        db = _ident(database)
+        db = ident(database)
         every = f"{int(self.influx.downsample_every)}s"  # InfluxDB shows it back as 5m
         statement = (
-            f"CREATE CONTINUOUS QUERY {_ident(CQ_NAME)} ON {db} BEGIN SELECT mean(*) INTO "
-            f"{db}.{_ident(LONG_RP)}.:MEASUREMENT FROM {db}.{_ident(raw)}./.*/ "
+            f"CREATE CONTINUOUS QUERY {ident(CQ_NAME)} ON {db} BEGIN SELECT mean(*) INTO "
+            f"{db}.{ident(LONG_RP)}.:MEASUREMENT FROM {db}.{ident(raw)}./.*/ "
             f"GROUP BY time({every}), * END"
         )
         subject = f"continuous query {CQ_NAME!r}"
@@ -176,7 +179,7 @@ class InfluxV1:
         same_every = interval and _go_seconds(interval.group(1)) == self.influx.downsample_every
         if same_every and f".{raw}." in existing.replace('"', ""):
             return Change("unchanged", subject, detail)
-        self.change(f"DROP CONTINUOUS QUERY {_ident(CQ_NAME)} ON {db}")
+        self.change(f"DROP CONTINUOUS QUERY {ident(CQ_NAME)} ON {db}")
         self.change(statement)
         return Change(_would("updated", self.dry_run), subject, detail)
 
@@ -299,11 +302,11 @@ class InfluxV2:
         flux = (
             'import "types"\n'
             f'option task = {{name: "{TASK_NAME}", every: {every}}}\n'
-            f'from(bucket: "{bucket}")\n'
+            f"from(bucket: {_flux_string(bucket)})\n"
             "  |> range(start: -task.every)\n"
             "  |> filter(fn: (r) => types.isNumeric(v: r._value))\n"
             "  |> aggregateWindow(every: task.every, fn: mean, createEmpty: false)\n"
-            f'  |> to(bucket: "{bucket}_downsampled")\n'
+            f"  |> to(bucket: {_flux_string(bucket + '_downsampled')})\n"
         )
         subject = f"InfluxDB task {TASK_NAME!r}"
         found = self.api.call("GET", f"/api/v2/tasks?{_query(orgID=org, name=TASK_NAME)}")

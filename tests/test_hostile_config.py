@@ -110,3 +110,19 @@ def test_a_config_file_that_is_not_a_config(
     assert done.returncode == 2
     assert f"pitelemetry: {config}: {problem}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ('channel = 0\nfield = ""', "inputs.mcp3008[0].field"),
+        ('channel = 0\nfield = "time"', "inputs.mcp3008[0].field"),
+        ('channel = 0\nfield = "moisture"\nname = "\\u0007"', "inputs.mcp3008[0].name"),
+    ],
+)
+def test_a_name_influxdb_cannot_store_is_refused(tmp_path: Path, table: str, key: str) -> None:
+    config = tmp_path / "pitelemetry.toml"
+    config.write_text(f"[[inputs.mcp3008]]\n{table}\n")
+    done = check(config)
+    assert done.returncode == 2
+    assert f"{config}: {key}: " in done.stderr

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pitelemetry.inputs import Input, InputError
-from pitelemetry.point import Point
+from pitelemetry.point import Point, clean_key
 
 
 def open_mcp3008(channel: int, device: int) -> Any:
@@ -59,6 +59,13 @@ class MCP3008Options:
     raw_max: float = 1.0
     scale_min: float = 0.0
     scale_max: float = 1.0
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        """(key, problem) for names InfluxDB cannot store as given."""
+        if clean_key(self.field) in ("", "time"):
+            yield "field", f"{self.field!r} cannot be a field name (empty, or InfluxDB's 'time')"
+        if self.name and not "".join(c for c in self.name if c.isprintable()).strip():
+            yield "name", f"{self.name!r} is no name once control characters are removed"
 
 
 class MCP3008Input(Input):
