@@ -13,6 +13,7 @@ Config::
     key_file = ""
     qos = 1
     max_payload_bytes = 65536
+    max_series = 1000                   # distinct devices; new ones beyond it are dropped
 
     [[inputs.mqtt.rules]]               # your own: a topic pattern -> a measurement
     topic = "sensors/{room}/climate"    # {name} captures a segment as a tag; + and # too
@@ -148,6 +149,9 @@ class MQTTOptions:
     qos: int = 1
     keepalive: Duration = Duration(60.0)
     max_payload_bytes: int = 65536
+    # Distinct series (devices) this input may create; a home has dozens. Beyond it new
+    # ones are dropped and counted: anything on the LAN can publish to the broker.
+    max_series: int = 1000
 
     def problems(self) -> Iterator[tuple[str, str]]:
         """(key, problem) for what the types alone do not catch."""
@@ -284,6 +288,8 @@ class MQTTInput(Input):
         self.retained = RetainedMemory(state_file)
         self.retained_skipped = 0
         self.types = FieldTypes()
+        self._series: set[tuple[object, ...]] = set()
+        self.series_refused = 0
         self._decoders: dict[str, Decoder] = {
             "homeassistant": HomeAssistant().decode,
             "zigbee2mqtt": Zigbee2MQTT().decode,
@@ -462,6 +468,32 @@ class MQTTInput(Input):
 
     def _points_and_origin(self, topic: str, payload: bytes) -> tuple[list[Point], bool]:
         """The points one message becomes, and whether their time is the payload's."""
+        points, sourced = self._parsed(topic, payload)
+        if points:
+            points = [p for p in points if self._series_allowed(p)]
+        return points, sourced
+
+    def _series_allowed(self, point: Point) -> bool:
+        """Whether ``point`` is on a known series, or a new one within ``max_series``."""
+        key = (point.measurement, *sorted(point.tags.items()))
+        series = self._series
+        if key in series:
+            return True
+        if len(series) < self.options.max_series:
+            series.add(key)
+            return True
+        with self._lock:
+            self.series_refused += 1
+        text = (
+            f"max_series ({self.options.max_series}) reached: readings of new devices "
+            "are dropped; raise [[inputs.mqtt]] max_series if they are yours"
+        )
+        if self._problems.report("max_series", f"mqtt: {text}", logging.ERROR):
+            event = Point("events", {"title": "MQTT device limit reached", "text": text})
+            self._pending_points.append(event._replace(tags={"kind": "series_limit"}))
+        return False
+
+    def _parsed(self, topic: str, payload: bytes) -> tuple[list[Point], bool]:
         if len(payload) > self.options.max_payload_bytes:
             self._count(
                 "too_large",
@@ -557,6 +589,8 @@ class MQTTInput(Input):
                 "too_large": self.too_large,
                 "retained_skipped": self.retained_skipped,
                 "type_refused": sum(count for count, _ in self.types.refused.values()),
+                "series": len(self._series),
+                "series_refused": self.series_refused,
                 "thread_restarts": self.thread_restarts,
                 "connected": self.connected,
             }
@@ -581,22 +615,26 @@ class MQTTInput(Input):
         client.loop_start()
 
     def status(self) -> str:
-        if self._client is None:
-            return ""
-        if self.connected:
-            state = f"connected to {self.options.broker}"
-        else:
+        parts = []
+        if self._client is not None and self.connected:
+            parts.append(f"connected to {self.options.broker}")
+        elif self._client is not None:
             since = time.strftime("%H:%M:%S", time.localtime(self._down_since))
-            state = f"NOT CONNECTED since {since}: {self._last_error or 'connecting'}"
+            parts.append(f"NOT CONNECTED since {since}: {self._last_error or 'connecting'}")
         if self._broker_dropped is not None:
             dropped = self._broker_dropped[1] - self._broker_dropped[0]
             if dropped:
-                state += f"; the BROKER DROPPED {dropped} messages since (see README: MQTT)"
+                parts.append(f"the BROKER DROPPED {dropped} messages since (see README: MQTT)")
         if self.retained_skipped:
-            state += f"; {self.retained_skipped} retained repeats skipped"
+            parts.append(f"{self.retained_skipped} retained repeats skipped")
         if self.types.refused:
-            state += f"; TYPE CHANGES: {self.types.summary()}"
-        return state
+            parts.append(f"TYPE CHANGES: {self.types.summary()}")
+        if self.series_refused:
+            parts.append(
+                f"MAX_SERIES ({self.options.max_series}) reached, "
+                f"{self.series_refused} readings of new devices dropped"
+            )
+        return "; ".join(parts)
 
     def _broker_counter(self, topic: str, payload: bytes) -> None:
         """Mosquitto's ``$SYS/broker/publish/messages/dropped``: messages it threw away

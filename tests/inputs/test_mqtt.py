@@ -303,3 +303,28 @@ def test_a_burst_is_acknowledged_once_its_own_and_its_payload_stamped_points_are
 )
 def test_topic_patterns(pattern: str, topic: str, captured: dict[str, str] | None) -> None:
     assert CompiledRule(Rule(pattern, "m")).match(topic) == captured
+
+
+def test_new_devices_beyond_max_series_are_dropped_counted_and_told_once() -> None:
+    source = mqtt("zigbee2mqtt", max_series=5)
+    stored = [
+        line
+        for number in range(10)
+        for line in lines(source, f"zigbee2mqtt/device{number}", '{"temperature": 20}')
+    ]
+    assert len(stored) == 5
+    assert lines(source, "zigbee2mqtt/device0", '{"temperature": 21}')  # known: kept
+    assert source.series_refused == 5
+    assert source.status() == "MAX_SERIES (5) reached, 5 readings of new devices dropped"
+    events = [p for p in source._pending_points if p.measurement == "events"]
+    assert [e.tags for e in events] == [{"kind": "series_limit"}]
+    (counters,) = source.collect()
+    assert (counters.fields["series"], counters.fields["series_refused"]) == (5, 5)
+
+
+def test_a_flood_of_bad_topics_keeps_the_log_state_bounded() -> None:
+    source = mqtt("tasmota")
+    for number in range(20_000):
+        lines(source, f"tele/device{number}/SENSOR", "not json {")
+    assert source.invalid == 20_000
+    assert len(source._problems._active) <= 1024
