@@ -10,6 +10,10 @@ from typing import Any
 
 from pitelemetry.writer import RetryableError, classify, exchange
 
+# What our queries (check, provision, backfill) read back is small; a server answering
+# with gigabytes must not fill the Pi's memory.
+MAX_RESULT_BYTES = 32 * 1024 * 1024
+
 
 def ident(name: str) -> str:
     """``name`` as a quoted InfluxQL identifier.
@@ -60,9 +64,11 @@ def query(
             urllib.parse.urlencode(params),
             headers,
             deadline=timeout,
-            max_bytes=None,  # results can be long; the deadline still bounds the wait
+            max_bytes=MAX_RESULT_BYTES,
         )
         body = data.decode("utf-8", "replace")
+        if len(data) >= MAX_RESULT_BYTES:
+            raise RetryableError(f"the answer from {url} is over {MAX_RESULT_BYTES} bytes")
     except (OSError, http.client.HTTPException) as exc:
         raise RetryableError(f"cannot reach InfluxDB at {url}: {exc}") from None
     finally:

@@ -5,6 +5,7 @@ writer, a server that trickles its answer, a web server that is not InfluxDB ans
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -245,3 +246,57 @@ def test_check_names_a_state_directory_it_cannot_write(tmp_path: Path) -> None:
     done = Daemon(config).command("check")
     assert done.returncode == 1
     assert f"FAIL state      cannot write {blocked}/state" in done.stdout
+
+
+class Flood:
+    """A server answering 500 with a body of 2 GiB, streamed until the client hangs up."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _answer(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
+                b"Content-Length: 2147483648\r\n\r\n"
+            )
+            chunk = b"x" * 65536
+            with contextlib.suppress(OSError):
+                for _ in range(32768):
+                    conn.sendall(chunk)
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_gigabyte_error_body_is_not_read_into_memory() -> None:
+    flood = Flood()
+    try:
+        writer = V1Writer(f"http://127.0.0.1:{flood.port}", database="d", timeout=5.0)
+        before = rss_bytes()
+        started = time.monotonic()
+        with pytest.raises(RetryableError, match="InfluxDB answered 500"):
+            writer.write(["m v=1 1"])
+        writer.close()
+        took = time.monotonic() - started
+        grew = rss_bytes() - before
+    finally:
+        flood.listener.close()
+    assert took < 3
+    assert grew < 16 * 1024 * 1024
