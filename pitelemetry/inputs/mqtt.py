@@ -344,6 +344,7 @@ class MQTTInput(Input):
                 cert_reqs=ssl.CERT_REQUIRED,
             )
         client.reconnect_delay_set(min_delay=1, max_delay=60)
+        client.max_payload_bytes = self.options.max_payload_bytes
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect

@@ -25,7 +25,7 @@ import struct
 from collections.abc import Callable
 
 import paho.mqtt.client as paho
-from paho.mqtt.client import PUBACK
+from paho.mqtt.client import PUBACK, PUBLISH
 from paho.mqtt.enums import MQTTErrorCode
 
 READ_CHUNK = 65536
@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 class BufferedClient(paho.Client):
     after_read: Callable[[], None] | None = None
+    # A PUBLISH whose payload is over this is cut to just over it while it is read, so
+    # a 100 MB message never sits in memory; the input then refuses it as too large.
+    max_payload_bytes = 64 * 1024
+    _discard = 0  # bytes of a cut message still to skip on the socket
     connect_error: BaseException | None = None  # why the last connection attempt failed
     thread_error = ""  # what ended the network thread, if something did
 
@@ -65,6 +69,16 @@ class BufferedClient(paho.Client):
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._buffered_socket is not self._sock:  # a new connection: nothing carried over
             self._buffer, self._at, self._buffered_socket = b"", 0, self._sock
+            self._discard = 0
+        packet = self._in_packet
+        if self._discard and packet["command"] == 0:
+            self._skip()  # the rest of a cut message, before the next packet
+        elif (
+            packet["have_remaining"]
+            and packet["command"] & 0xF0 == PUBLISH
+            and packet["to_process"] == packet["remaining_length"]
+        ):
+            bufsize = self._cut(bufsize)
         if self._at >= len(self._buffer):
             data = super()._sock_recv(READ_CHUNK)  # BlockingIOError when there is nothing
             if not data:
@@ -73,6 +87,31 @@ class BufferedClient(paho.Client):
         start = self._at
         self._at = min(len(self._buffer), start + bufsize)
         return self._buffer[start : self._at]
+
+    def _cut(self, bufsize: int) -> int:
+        """At the start of a PUBLISH's body: if it is over the limit, let paho read only
+        the topic, the message id and just over ``max_payload_bytes`` of the payload,
+        and skip the rest as it arrives."""
+        packet = self._in_packet
+        keep = 2 + 65535 + 2 + self.max_payload_bytes + 1  # topic, id, over the limit
+        if packet["remaining_length"] <= keep:
+            return bufsize
+        self._discard = packet["remaining_length"] - keep
+        packet["remaining_length"] = packet["to_process"] = keep
+        return min(bufsize, keep)
+
+    def _skip(self) -> None:
+        """Drop ``_discard`` bytes from the buffer and the socket (BlockingIOError while
+        they have not arrived; paho comes back when there is more)."""
+        while self._discard:
+            if self._at >= len(self._buffer):
+                data = super()._sock_recv(READ_CHUNK)
+                if not data:
+                    return  # the connection closed: paho finds out on its own read
+                self._buffer, self._at = data, 0
+            step = min(self._discard, len(self._buffer) - self._at)
+            self._at += step
+            self._discard -= step
 
     def ack_all(self, acks: list[tuple[int, int]]) -> None:
         """Acknowledge ``(mid, qos)`` pairs: QoS 1 PUBACKs (MQTT 3.1.1) in one packet."""

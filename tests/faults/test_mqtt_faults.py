@@ -5,6 +5,8 @@ messages, a broker that is never reached, retained messages at every restart."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -256,3 +258,65 @@ def test_a_dead_network_thread_is_restarted_and_reported_once(mosquitto: Mosquit
         client.loop_stop()
         source.close()
     assert sorted(p.tags["source"] for p in got) == ["a", "b"]
+
+
+PUBLISH_BIG = """
+import sys
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="big-publisher")
+client.connect("127.0.0.1", int(sys.argv[1]))
+client.loop_start()
+client.publish("big/a", b"x" * 50_000_000, qos=1).wait_for_publish(60)
+client.publish("big/b", b'{"v": 1}', qos=1).wait_for_publish(60)
+client.disconnect()
+client.loop_stop()
+"""
+
+
+def peak_rss_reset() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM back to the current RSS
+
+
+def peak_rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_an_oversized_message_is_never_held_in_memory(mosquitto: Mosquitto) -> None:
+    """A 50 MB payload (max_payload_bytes is 64 KiB): cut while it is read, refused as
+    too large, acknowledged; the next message is stored."""
+    got: list[Point] = []
+    rule = Rule("big/{name}", "mqtt_big")
+    source = MQTTInput(
+        MQTTOptions(broker=f"tcp://127.0.0.1:{mosquitto.port}", rules=(rule,)),
+        client_id="big-test",
+    )
+
+    def emit(points: list[Point], on_durable: object = None, **_: object) -> None:
+        got.extend(points)
+        if callable(on_durable):
+            on_durable()
+
+    source.start(emit)
+    try:
+        deadline = time.monotonic() + 10
+        while not source.connected:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        peak_rss_reset()
+        before = peak_rss()
+        subprocess.run(
+            [sys.executable, "-c", PUBLISH_BIG, str(mosquitto.port)], check=True, timeout=120
+        )
+        while not got:
+            assert time.monotonic() < deadline + 60, "the next message never came"
+            time.sleep(0.05)
+        grew = peak_rss() - before
+    finally:
+        source.close()
+    assert [p.tags["name"] for p in got] == ["b"]
+    assert source.too_large == 1
+    assert grew < 10_000_000, f"peak RSS grew by {grew} bytes"
