@@ -120,12 +120,19 @@ def publish(broker: Mosquitto, first: int, messages: int) -> float:
     Mosquitto 2.0 ("out of memory") past some 35,000 lines, so neither can offer the
     rate to be measured. It writes PUBLISH packets in blocks and keeps ``WINDOW`` of
     them unacknowledged."""
+    messages_ = [(b"bench/s1", payload(i)) for i in range(first, first + messages)]
+    return publish_messages(broker, messages_, f"bench-publisher-{first}")
+
+
+def publish_messages(broker: Mosquitto, messages_: list[tuple[bytes, bytes]], name: str) -> float:
+    """Publish (topic, payload) pairs at QoS 1 on a raw socket (see :func:`publish`)."""
+    messages = len(messages_)
     packets = [
-        _packet(0x32, _string(b"bench/s1") + struct.pack("!H", i % 65535 + 1) + payload(i))
-        for i in range(first, first + messages)
+        _packet(0x32, _string(topic) + struct.pack("!H", i % 65535 + 1) + body)
+        for i, (topic, body) in enumerate(messages_)
     ]
     with socket.create_connection(("127.0.0.1", broker.port)) as sock:
-        client_id = f"bench-publisher-{first}".encode()
+        client_id = name.encode()
         sock.sendall(_packet(0x10, _string(b"MQTT") + bytes([4, 2, 0, 60]) + _string(client_id)))
         assert sock.recv(4)[:2] == b"\x20\x02", "no CONNACK"
         started = time.perf_counter()
@@ -143,6 +150,33 @@ def publish(broker: Mosquitto, first: int, messages: int) -> float:
         elapsed = time.perf_counter() - started
         sock.sendall(b"\xe0\x00")  # DISCONNECT
     return messages / elapsed
+
+
+HOSTILE_TOPICS = 100_000
+OVERSIZED = 20  # payloads of 1 MB, over max_payload_bytes (64 KiB)
+
+
+def hostile(server: InfluxDB1, broker: Mosquitto, work: Path) -> int:
+    """A flood from anything on the LAN: 100,000 distinct topics, half with a reading
+    (new devices, past max_series) and half with a payload that does not parse, and
+    oversized payloads; then one good message, which lands once all before it were
+    handled. The daemon's peak RSS in kB."""
+    daemon = start_daemon(server, broker, work)
+    before = count(server)
+    publish_messages(broker, [(b"bench/s1", payload(9 * 10**7))], "bench-hostile-first")
+    while count(server) <= before:
+        time.sleep(0.05)
+    flood = [
+        (f"bench/dev{i}".encode(), payload(i) if i % 2 else b"not json {")
+        for i in range(HOSTILE_TOPICS)
+    ]
+    flood += [(b"bench/big", b"x" * 1_000_000)] * OVERSIZED
+    flood.append((b"bench/s1", payload(9 * 10**7 + 1)))
+    publish_messages(broker, flood, "bench-hostile")
+    started = time.perf_counter()
+    # The two good messages and the 999 devices max_series (1,000 series) lets in.
+    wait_landed(server, before + 1001, started)
+    return stop(daemon)
 
 
 def wait_landed(server: InfluxDB1, want: int, started: float) -> float:
@@ -181,6 +215,7 @@ def main() -> None:
             backlog = (2 * n - first) / wait_landed(server, 2 * n, started)
             backlog_kb = stop(daemon)
             landed = count(server)
+            hostile_kb = hostile(server, broker, work)
         finally:
             broker.stop()
             server.stop()
@@ -198,6 +233,10 @@ def main() -> None:
     print(
         f"daemon peak RSS {max(live_kb, backlog_kb) / 1024:.1f} MB  (target <= 60 MB; "
         "target rate >= 20,000/s)"
+    )
+    print(
+        f"daemon peak RSS under a hostile flood ({HOSTILE_TOPICS:,} topics, {OVERSIZED} "
+        f"payloads of 1 MB) {hostile_kb / 1024:.1f} MB  (target <= 60 MB)"
     )
 
 
