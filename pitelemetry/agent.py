@@ -143,6 +143,11 @@ class Agent:
             names,
             self.config.influxdb.url,
         )
+        from pitelemetry.check import directory_problem  # noqa: PLC0415 - a cycle otherwise
+
+        for directory in (Path(self.config.agent.state_dir), self.runtime_dir):
+            if problem := directory_problem(directory, writing=True):
+                log.warning("%s", problem)
         self.pipeline.start()
         self.collector.start()
         self.event("start", "pitelemetry started", f"version {self.version}; inputs: {names}")

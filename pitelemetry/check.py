@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -64,7 +65,28 @@ def _check_state_dir(state_dir: Path) -> CheckResult:
             f"cannot write {state_dir} ({exc.strerror or exc}): the spool would be in "
             "memory only; fix the owner or mount ([agent] state_dir)",
         )
+    if problem := directory_problem(state_dir):
+        return CheckResult("state", False, problem)
     return CheckResult("state", True, f"{state_dir} is writable")
+
+
+def directory_problem(directory: Path, *, writing: bool = False) -> str:
+    """What is unsafe about a directory pitelemetry keeps files in: writable by every
+    user, or, for a daemon that will write there (``writing``) as root, owned by another
+    user, who could plant links for root to follow (files are written without following
+    them, but the service user is the one to run as). Empty when nothing is."""
+    try:
+        info = directory.stat()
+    except OSError:
+        return ""
+    if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
+        return f"{directory} is writable by every user: chmod o-w {directory}"
+    if writing and os.geteuid() == 0 and info.st_uid != 0:
+        return (
+            f"running as root with {directory} owned by uid {info.st_uid}: run commands "
+            "as the service user (sudo -u pitelemetry pitelemetry ...)"
+        )
+    return ""
 
 
 def _check_influxdb(config: Config) -> CheckResult:

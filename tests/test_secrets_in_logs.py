@@ -94,3 +94,22 @@ def test_check_flags_a_secret_file_every_user_can_read(tmp_path: Path) -> None:
     secret.chmod(0o600)
     again = subprocess.run(done.args, capture_output=True, text=True, timeout=60, check=False)
     assert "secrets" not in again.stdout
+
+
+def test_check_flags_a_state_directory_every_user_can_write(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(0o777)
+    config = tmp_path / "pitelemetry.toml"
+    config.write_text(
+        f'[agent]\nstate_dir = "{state}"\nruntime_dir = "{tmp_path}/run"\n'
+        '[influxdb]\nurl = "http://127.0.0.1:9"\n[[inputs.system]]\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pitelemetry", "check", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert f"FAIL state      {state} is writable by every user: chmod o-w {state}" in done.stdout
