@@ -476,7 +476,8 @@ class MQTTInput(Input):
 
     def _series_allowed(self, point: Point) -> bool:
         """Whether ``point`` is on a known series, or a new one within ``max_series``."""
-        key = (point.measurement, *sorted(point.tags.items()))
+        tags = point.tags
+        key = (point.measurement, *(sorted(tags.items()) if len(tags) > 1 else tags.items()))
         series = self._series
         if key in series:
             return True

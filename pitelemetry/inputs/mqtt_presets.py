@@ -109,15 +109,12 @@ def flatten(
     if depth > MAX_DEPTH:
         return out
     if isinstance(value, dict):
-        for key, item in value.items():
-            flatten(
-                item, f"{prefix}_{key}" if prefix else str(key), out, arrays=arrays, depth=depth + 1
-            )
+        _flatten_object(value, prefix, out, arrays=arrays, depth=depth)
     elif isinstance(value, bool):
         if prefix:
             out[prefix] = value
     elif isinstance(value, int | float):
-        number = float(value)  # OverflowError for a 400-digit integer: the caller counts it
+        number = float(value)
         if prefix and math.isfinite(number):
             out[prefix] = number
     elif isinstance(value, str):
@@ -128,6 +125,22 @@ def flatten(
         for index, item in enumerate(value, 1):
             flatten(item, f"{prefix}_{index}", out, arrays=arrays, depth=depth + 1)
     return out
+
+
+def _flatten_object(
+    value: dict[Any, Any], prefix: str, out: dict[str, FieldValue], *, arrays: bool, depth: int
+) -> None:
+    for key, item in value.items():
+        name = f"{prefix}_{key}" if prefix else str(key)
+        kind = type(item)
+        if kind is float or kind is int:  # the common case, without a call
+            number = float(item)  # OverflowError for a 400-digit integer: counted
+            if math.isfinite(number):
+                out[name] = number
+        elif kind is bool:
+            out[name] = item
+        else:
+            flatten(item, name, out, arrays=arrays, depth=depth + 1)
 
 
 def as_number(text: str) -> float | None:
@@ -311,19 +324,31 @@ class FieldTypes:
     run wins; bounded to :data:`TYPES_REMEMBERED` fields."""
 
     def __init__(self) -> None:
-        self._kinds: dict[tuple[str, str], str] = {}
+        self._kinds: dict[str, dict[str, str]] = {}  # measurement -> field -> type
+        self._remembered = 0
         self.refused: dict[tuple[str, str], tuple[int, str]] = {}
         self._lock = threading.Lock()
 
     def conform(self, measurement: str, fields: dict[str, FieldValue]) -> dict[str, FieldValue]:
-        kinds = self._kinds
+        known = self._kinds.get(measurement)
+        if known is not None:  # the common case: every field as before, nothing to copy
+            for key, value in fields.items():
+                if known.get(key) != _KIND.get(type(value), "float"):
+                    break
+            else:
+                return fields
+        return self._conform(measurement, fields)
+
+    def _conform(self, measurement: str, fields: dict[str, FieldValue]) -> dict[str, FieldValue]:
+        kinds = self._kinds.setdefault(measurement, {})
         out: dict[str, FieldValue] = {}
         for key, value in fields.items():
             kind = _KIND.get(type(value), "float")
-            known = kinds.get((measurement, key))
+            known = kinds.get(key)
             if known is None:
-                if len(kinds) < TYPES_REMEMBERED:
-                    kinds[(measurement, key)] = kind
+                if self._remembered < TYPES_REMEMBERED:
+                    kinds[key] = kind
+                    self._remembered += 1
                 out[key] = value
             elif known == kind:
                 out[key] = value
