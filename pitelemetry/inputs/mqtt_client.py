@@ -70,15 +70,16 @@ class BufferedClient(paho.Client):
         if self._buffered_socket is not self._sock:  # a new connection: nothing carried over
             self._buffer, self._at, self._buffered_socket = b"", 0, self._sock
             self._discard = 0
-        packet = self._in_packet
-        if self._discard and packet["command"] == 0:
+        if self._discard and self._in_packet["command"] == 0:
             self._skip()  # the rest of a cut message, before the next packet
-        elif (
-            packet["have_remaining"]
-            and packet["command"] & 0xF0 == PUBLISH
-            and packet["to_process"] == packet["remaining_length"]
-        ):
-            bufsize = self._cut(bufsize)
+        elif bufsize > self.max_payload_bytes:  # only a large body can need cutting
+            packet = self._in_packet
+            if (
+                packet["have_remaining"]
+                and packet["command"] & 0xF0 == PUBLISH
+                and packet["to_process"] == packet["remaining_length"]
+            ):
+                bufsize = self._cut(bufsize)
         if self._at >= len(self._buffer):
             data = super()._sock_recv(READ_CHUNK)  # BlockingIOError when there is nothing
             if not data:
