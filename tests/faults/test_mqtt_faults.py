@@ -212,12 +212,15 @@ def test_check_fails_when_the_broker_reports_dropped_messages(
     assert "the broker has dropped 45 messages since it started" in checked.stdout
 
 
-def test_a_dead_network_thread_is_restarted_and_reported_once(mosquitto: Mosquitto) -> None:
+def connected_input(
+    mosquitto: Mosquitto, rule: Rule, client_id: str
+) -> tuple[MQTTInput, list[Point]]:
+    """An MQTT input of this process on ``mosquitto``, connected; the points it emits
+    land in the list (and count as safe at once)."""
     got: list[Point] = []
-    rule = Rule("burst/{source}", "mqtt_burst")
     source = MQTTInput(
         MQTTOptions(broker=f"tcp://127.0.0.1:{mosquitto.port}", rules=(rule,)),
-        client_id="thread-test",
+        client_id=client_id,
     )
 
     def emit(points: list[Point], on_durable: object = None, **_: object) -> None:
@@ -226,12 +229,18 @@ def test_a_dead_network_thread_is_restarted_and_reported_once(mosquitto: Mosquit
             on_durable()
 
     source.start(emit)
+    deadline = time.monotonic() + 10
+    while not source.connected:
+        assert time.monotonic() < deadline, "the input never connected"
+        time.sleep(0.05)
+    return source, got
+
+
+def test_a_dead_network_thread_is_restarted_and_reported_once(mosquitto: Mosquitto) -> None:
+    source, got = connected_input(mosquitto, Rule("burst/{source}", "mqtt_burst"), "thread-test")
     client = publisher(mosquitto)
     try:
         deadline = time.monotonic() + 10
-        while not source.connected:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
         flush = source._client.after_read
         calls = []
 
@@ -288,24 +297,9 @@ def peak_rss() -> int:
 def test_an_oversized_message_is_never_held_in_memory(mosquitto: Mosquitto) -> None:
     """A 50 MB payload (max_payload_bytes is 64 KiB): cut while it is read, refused as
     too large, acknowledged; the next message is stored."""
-    got: list[Point] = []
-    rule = Rule("big/{name}", "mqtt_big")
-    source = MQTTInput(
-        MQTTOptions(broker=f"tcp://127.0.0.1:{mosquitto.port}", rules=(rule,)),
-        client_id="big-test",
-    )
-
-    def emit(points: list[Point], on_durable: object = None, **_: object) -> None:
-        got.extend(points)
-        if callable(on_durable):
-            on_durable()
-
-    source.start(emit)
+    source, got = connected_input(mosquitto, Rule("big/{name}", "mqtt_big"), "big-test")
     try:
         deadline = time.monotonic() + 10
-        while not source.connected:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
         peak_rss_reset()
         before = peak_rss()
         subprocess.run(
