@@ -10,9 +10,8 @@ parsed config holds a :class:`Secret`, whose ``repr`` shows only where it came f
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
+import math
 import os
-import re
 import socket
 import stat
 import tomllib
@@ -22,18 +21,22 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NewType
+from typing import Any, Literal
+
+from pitelemetry.values import Duration, Secret, SecretFile, parse_duration, url_problem
 
 DEFAULT_PATH = Path("/etc/pitelemetry/pitelemetry.toml")
 # Where install.sh keeps secrets; the service gets them in $CREDENTIALS_DIRECTORY, and a
 # command run by root outside the service finds a relative name here.
 CREDSTORE = Path("/etc/credstore")
 
-Duration = NewType("Duration", float)
-"""Seconds, written in the file as ``"10s"``, ``"5m"``, ``"1h30m"`` or ``"250ms"``."""
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+__all__ = [  # the value types are defined in pitelemetry.values; config users find them here
+    "Duration",
+    "Secret",
+    "SecretFile",
+    "parse_duration",
+    "url_problem",
+]
 MAX_DURATION_S = 10 * 365 * 86400.0
 # How often something may run: shorter would only burn the CPU (and starve SIGTERM).
 MIN_INTERVAL_S = 0.1
@@ -54,49 +57,6 @@ class ConfigError(Exception):
         self.problem = problem
         where = f"{self.path}: {key}: " if key else f"{self.path}: "
         super().__init__(where + problem)
-
-
-class Secret:
-    """A secret read from a file; ``reveal()`` returns it, ``repr`` never does."""
-
-    __slots__ = ("_value", "source")
-
-    def __init__(self, value: str, source: str) -> None:
-        self._value = value
-        self.source = source
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret(from {self.source!r})"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-SecretFile = NewType("SecretFile", str)
-"""A ``*_file`` key: parsed into ``Secret | None``."""
-
-
-def parse_duration(text: str) -> float:
-    """``"1h30m"`` -> 5400.0; raises ``ValueError`` on anything else."""
-    text = text.strip()
-    pos = 0
-    total = 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or not text:
-        raise ValueError(text)
-    return total
 
 
 @dataclass(frozen=True)
@@ -271,6 +231,8 @@ class _Parser:
         if hint is float:
             if isinstance(raw, bool) or not isinstance(raw, int | float):
                 raise self.error(key, f"expected a number, got {_describe(raw)}")
+            if not math.isfinite(raw):
+                raise self.error(key, f"expected a finite number, got {raw}")
             return float(raw)
         if hint is str:
             if not isinstance(raw, str):
@@ -336,37 +298,6 @@ class _Parser:
         except OSError:
             return None
         return self.secret(str(path), f"{where}.{name}")
-
-
-_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)\Z")
-
-
-def url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
-    """What is wrong with ``url`` (a scheme of ``schemes``, a host name or address, a
-    port in 1..65535), or ``None``. Run at config load, so a typo stops the daemon with
-    exit 2 instead of failing on the first write."""
-    allowed = " or ".join(f"{scheme}://" for scheme in schemes)
-    try:
-        parts = urllib.parse.urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        return f"{url!r} is not a valid URL ({exc})"
-    if parts.scheme not in schemes:
-        return f"{url!r} must start with {allowed}"
-    host = parts.hostname
-    if not host:
-        return f"{url!r} names no host"
-    if port == 0:
-        return f"{url!r}: port 0 is not a port; use 1..65535"
-    if ":" in host:  # an IPv6 address; urlsplit has checked the brackets
-        try:
-            ipaddress.IPv6Address(host.split("%", 1)[0])
-        except ValueError:
-            return f"{url!r}: {host!r} is not an IPv6 address"
-        return None
-    if not all(_HOST_LABEL.match(label) for label in host.removesuffix(".").split(".")):
-        return f"{url!r}: {host!r} is not a valid host name"
-    return None
 
 
 def secret_objects(value: object) -> list[Secret]:
@@ -460,8 +391,6 @@ def parse(
     credstore: Path = CREDSTORE,
 ) -> Config:
     """Validate already-decoded TOML ``data`` (``path`` is used in messages)."""
-    from pitelemetry.inputs import registry  # noqa: PLC0415 - config is imported by inputs
-
     parser = _Parser(Path(path), environ, credstore)
     known = {"agent", "influxdb", "grafana", "inputs"}
     for key in data:
@@ -477,10 +406,19 @@ def parse(
     if problem := url_problem(grafana.url, ("http", "https")):
         raise parser.error("grafana.url", problem)
 
-    inputs_table = data.get("inputs", {})
+    inputs = _inputs(parser, data.get("inputs", {}), agent)
+    return Config(str(path), agent, influxdb, grafana, inputs)
+
+
+def _inputs(parser: _Parser, inputs_table: object, agent: AgentConfig) -> tuple[InputConfig, ...]:
+    """Every ``[[inputs.<type>]]`` table, checked alone and against the others: no two
+    claim one GPIO pin or I2C address, no two of a type write one sensor name."""
+    from pitelemetry.inputs import registry  # noqa: PLC0415 - config is imported by inputs
+
     if not isinstance(inputs_table, dict):
         raise parser.error("inputs", "expected [[inputs.<type>]] tables")
     inputs: list[InputConfig] = []
+    claimed: dict[object, str] = {}  # "GPIO17", (type, name) ... -> the key that has it
     for kind, raw_tables in inputs_table.items():
         if kind not in registry.INPUTS:
             known_inputs = ", ".join(sorted(registry.INPUTS))
@@ -497,12 +435,18 @@ def parse(
             own = {k: v for k, v in table.items() if k not in shared}
             common = parser.section(_InputCommon, shared, where)
             _check_tags(parser, where, common.tags)
-            interval = (
-                common.interval or getattr(options_cls, "default_interval", 0) or agent.interval
-            )
+            interval = common.interval or options_cls.default_interval or agent.interval
             options = parser.section(options_cls, own, where, _SHARED_INPUT_KEYS)
-            for key, problem in getattr(options, "problems", tuple)():
+            for key, problem in options.problems():
                 raise parser.error(f"{where}.{key}", problem)
+            taken = [(claim, key, f"{claim} is already used by") for key, claim in options.claims()]
+            taken += [
+                ((kind, name), key, f"name {name!r} is already used by")
+                for key, name in options.sensor_names()
+            ]
+            for claim, key, problem in taken:
+                if (other := claimed.setdefault(claim, f"{where}.{key}")) != f"{where}.{key}":
+                    raise parser.error(f"{where}.{key}", f"{problem} {other}")
             inputs.append(
                 InputConfig(
                     type=kind,
@@ -513,7 +457,7 @@ def parse(
                     options=options,
                 )
             )
-    return Config(str(path), agent, influxdb, grafana, tuple(inputs))
+    return tuple(inputs)
 
 
 _SHARED_INPUT_KEYS = ("interval", "timeout", "tags")

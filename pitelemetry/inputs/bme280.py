@@ -34,8 +34,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from pitelemetry.inputs import Input, InputError
-from pitelemetry.inputs.sensors import access_hint
+from pitelemetry.inputs import Host, Input, InputError, Options, i2c_problems, name_problems
+from pitelemetry.inputs.sensors import access_hint, environment_panels
+from pitelemetry.panels import Panel
 from pitelemetry.point import Point
 
 CHIP_IDS = {0x60: "bme280", 0x58: "bmp280", 0x56: "bmp280", 0x57: "bmp280"}
@@ -65,12 +66,35 @@ def open_smbus(bus: int) -> SMBusLike:
     return smbus
 
 
+BME280_ADDRESSES = (0x76, 0x77)
+
+
 @dataclass(frozen=True)
-class BME280Options:
+class BME280Options(Options):
+    dashboard = "home"
+
     bus: int = 1
     address: int = 0x76
     name: str = ""
     altitude_m: float | None = None
+
+    @property
+    def sensor(self) -> str:
+        """The ``name`` tag: the configured name, else the bus and address."""
+        return self.name or f"/dev/i2c-{self.bus}@0x{self.address:02x}"
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        yield from i2c_problems("address", self.address)
+        yield from name_problems("name", self.name)
+
+    def claims(self) -> Iterator[tuple[str, str]]:
+        yield "address", f"I2C bus {self.bus} address 0x{self.address:02x}"
+
+    def sensor_names(self) -> Iterator[tuple[str, str]]:
+        yield "name", self.sensor
+
+    def panels(self) -> Iterator[Panel]:
+        return environment_panels(self.sensor, pressure=True)
 
 
 @dataclass(frozen=True)
@@ -171,6 +195,38 @@ class BME280Input(Input):
         self.device = f"/dev/i2c-{self.options.bus}"
         self.sensor = f"{self.device}@0x{self.options.address:02x}"
 
+    @classmethod
+    def discover(cls, host: Host) -> Iterator[str]:
+        device = host.dev / f"i2c-{host.i2c_bus}"
+        if not device.exists():
+            yield f"# I2C is off ({device} missing): sudo raspi-config nonint do_i2c 0"
+            return
+        hint = "sudo raspi-config nonint do_i2c 0"
+        try:
+            bus: SMBusLike = (host.open_bus or open_smbus)(host.i2c_bus)
+        except OSError as exc:
+            yield f"# I2C: {access_hint(exc, str(device), 'i2c', hint)}"
+            return
+        found = False
+        try:
+            for address in BME280_ADDRESSES:
+                try:
+                    chip = CHIP_IDS.get(bus.read_byte_data(address, REG_ID))
+                except OSError:
+                    continue  # nothing at this address
+                if chip:
+                    found = True
+                    yield f"# I2C bus {host.i2c_bus}: {chip.upper()} at 0x{address:02x}"
+                    yield "[[inputs.bme280]]"
+                    yield f"bus = {host.i2c_bus}"
+                    yield f"address = 0x{address:02x}"
+                    yield f'name = "{chip}_{address:02x}"'
+                    yield ""
+        finally:
+            bus.close()
+        if not found:
+            yield f"# I2C bus {host.i2c_bus}: no BME280/BMP280 at 0x76 or 0x77 (i2cdetect -y 1)"
+
     def collect(self) -> Iterator[Point]:
         try:
             temperature, pascal, humidity = self._measure()
@@ -188,7 +244,7 @@ class BME280Input(Input):
             fields["sea_level_pressure_hpa"] = (
                 sea_level(pascal, self.options.altitude_m, temperature) / 100
             )
-        tags = {"sensor": self._chip, "name": self.options.name or self.sensor}
+        tags = {"sensor": self._chip, "name": self.options.sensor}
         yield Point("environment", fields, tags, self._time_ns())
 
     def _reset(self) -> None:

@@ -32,10 +32,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pitelemetry.config import Duration
-from pitelemetry.inputs import Emit, Input, InputError
+from pitelemetry.inputs import Emit, Input, InputError, Options, name_problems, pin_problems
 from pitelemetry.inputs.sensors import open_gpio_input
+from pitelemetry.panels import Panel, select, state_timeline, tag, target
 from pitelemetry.point import Point
+from pitelemetry.values import Duration
 
 WORDS = {
     "door": ("opened", "closed"),
@@ -45,14 +46,40 @@ WORDS = {
 }
 
 
+# The words of a contact's state timeline for true and false.
+PANEL_WORDS = {"motion": ("motion", "quiet"), "contact": ("on", "off")}
+
+
 @dataclass(frozen=True)
-class ContactOptions:
+class ContactOptions(Options):
+    dashboard = "home"
+
     pin: int
     name: str = ""
     kind: Literal["door", "window", "motion", "contact"] = "door"
     pull_up: bool | None = None  # default: true for door/window/contact, false for motion
     invert: bool = False
     bounce_time: Duration = Duration(0.05)
+
+    @property
+    def sensor(self) -> str:
+        """The ``name`` tag: the name, else ``gpio<pin>``."""
+        return self.name or f"gpio{self.pin}"
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        yield from pin_problems("pin", self.pin)
+        yield from name_problems("name", self.name)
+
+    def claims(self) -> Iterator[tuple[str, str]]:
+        yield "pin", f"GPIO{self.pin}"
+
+    def sensor_names(self) -> Iterator[tuple[str, str]]:
+        yield "name", self.sensor
+
+    def panels(self) -> Iterator[Panel]:
+        words = PANEL_WORDS.get(self.kind, ("open", "closed"))
+        query = select('last("state")', "gpio", f'"name" = {tag(self.sensor)}') + " fill(previous)"
+        yield state_timeline(self.sensor, [target(query, alias="$tag_host")], words)
 
 
 class ContactInput(Input):
@@ -66,7 +93,7 @@ class ContactInput(Input):
         time_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.options = options
-        self.name = options.name or f"gpio{options.pin}"
+        self.name = options.sensor
         self._pin_factory = pin_factory
         self._time_ns = time_ns
         self._device: Any = None

@@ -29,13 +29,16 @@ Points: measurement ``environment``, tags ``sensor=dht22``, ``name``; fields
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pitelemetry.inputs import Input, InputError
+from pitelemetry.inputs import Host, Input, InputError, Options, name_problems
+from pitelemetry.inputs.sensors import environment_panels
+from pitelemetry.panels import Panel
 from pitelemetry.point import Point
 
 DRIVER_NAME = "dht11"  # the kernel driver's name, for DHT11 and DHT22 alike
@@ -43,11 +46,38 @@ MIN_SPACING_S = 2.0
 TEMPERATURE_RANGE_C = (-40.0, 80.0)
 
 
+MAX_READS = 10  # each read after the first waits MIN_SPACING_S
+
+
 @dataclass(frozen=True)
-class DHT22Options:
+class DHT22Options(Options):
+    dashboard = "home"
+
     name: str = ""
     device: str = ""
     reads: int = 3
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        yield from name_problems("name", self.name)
+        if self.device and not re.fullmatch(r"iio:device\d+", self.device):
+            yield "device", f"{self.device!r} is not an IIO device name like 'iio:device0'"
+        if not 1 <= self.reads <= MAX_READS:
+            yield "reads", f"{self.reads} reads; use 1..{MAX_READS} (the median is written)"
+
+    def claims(self) -> Iterator[tuple[str, str]]:
+        if self.device:
+            yield "device", f"IIO device {self.device}"
+
+    def sensor_names(self) -> Iterator[tuple[str, str]]:
+        if self.name or self.device:
+            yield ("name" if self.name else "device"), self.name or self.device
+
+    def panels(self) -> Iterator[Panel]:
+        name = self.name or self.device
+        if name:
+            return environment_panels(name, pressure=False)
+        # The first DHT device found at run time: its name is not known here.
+        return environment_panels("DHT22", pressure=False, where="\"sensor\" = 'dht22'")
 
 
 def find_dht_devices(iio: Path) -> list[Path]:
@@ -82,6 +112,20 @@ class DHT22Input(Input):
         self._sleep = sleep
         self._time_ns = time_ns
         self.bad_reads = 0
+
+    @classmethod
+    def discover(cls, host: Host) -> Iterator[str]:
+        devices = find_dht_devices(host.sys / "bus" / "iio" / "devices")
+        if not devices:
+            yield "# DHT22: none; for one on GPIO4 add dtoverlay=dht11,gpiopin=4, reboot"
+            return
+        for device in devices:
+            yield f"# DHT (kernel IIO driver): {device.name}"
+            yield "[[inputs.dht22]]"
+            yield f'device = "{device.name}"'
+            yield f'name = "{device.name.replace(":", "_")}"'
+            yield 'interval = "1m"'
+            yield ""
 
     def _device(self) -> Path:
         if self.options.device:

@@ -34,8 +34,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pitelemetry.inputs import Input, InputError
+from pitelemetry.inputs import Host, Input, InputError, Options, name_problems
 from pitelemetry.inputs.sensors import SensorWatch
+from pitelemetry.panels import Panel, select, tag, target, timeseries
 from pitelemetry.point import Point
 
 POWER_ON_RESET_MC = 85000
@@ -43,8 +44,27 @@ RANGE_MC = (-55000, 125000)
 
 
 @dataclass(frozen=True)
-class DS18B20Options:
+class DS18B20Options(Options):
+    dashboard = "home"
+
     names: Mapping[str, str] = field(default_factory=dict)
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        for rom, name in self.names.items():
+            if not rom.strip():
+                yield "names", "a ROM id cannot be empty; it is the 28-... directory's name"
+            yield from name_problems(f"names.{rom}", name)
+
+    def sensor_names(self) -> Iterator[tuple[str, str]]:
+        return ((f"names.{rom}", name) for rom, name in self.names.items() if name)
+
+    def panels(self) -> Iterator[Panel]:
+        for room in sorted({name for name in self.names.values() if name}):
+            where = f'"sensor" = \'ds18b20\' AND "name" = {tag(room)}'
+            query = select('mean("temperature_c")', "environment", where)
+            yield timeseries(f"{room} temperature", [target(query, alias="$tag_host")], "celsius")
+        query = select('mean("temperature_c")', "environment", "\"sensor\" = 'ds18b20'", '"name"')
+        yield timeseries("All 1-Wire thermometers", [target(query, alias="$tag_name")], "celsius")
 
 
 class BadReadError(ValueError):
@@ -83,6 +103,22 @@ def parse_temperature_file(text: str) -> int:
 class DS18B20Input(Input):
     Options = DS18B20Options
 
+    @classmethod
+    def discover(cls, host: Host) -> Iterator[str]:
+        devices = host.sys / "bus" / "w1" / "devices"
+        if not devices.is_dir():
+            yield "# 1-Wire is off: add dtoverlay=w1-gpio to /boot/firmware/config.txt, reboot"
+            return
+        roms = sorted(p.name for p in devices.glob("28-*"))
+        if not roms:
+            yield "# 1-Wire is on, but no DS18B20 answers: check the wiring and the pull-up"
+            return
+        yield f"# 1-Wire: {len(roms)} DS18B20 found; name them after their rooms"
+        yield "[[inputs.ds18b20]]"
+        names = ", ".join(f'"{rom}" = "sensor{number}"' for number, rom in enumerate(roms, 1))
+        yield f"names = {{ {names} }}"
+        yield ""
+
     def __init__(
         self,
         options: DS18B20Options | None = None,
@@ -118,7 +154,7 @@ class DS18B20Input(Input):
                 yield from self._watch.failed(rom, str(exc))
                 continue
             yield from self._watch.ok(rom)
-            tags = {"sensor": "ds18b20", "name": self.options.names.get(rom, rom), "id": rom}
+            tags = {"sensor": "ds18b20", "name": self.options.names.get(rom) or rom, "id": rom}
             yield Point(
                 "environment", {"temperature_c": millidegrees / 1000}, tags, self._time_ns()
             )

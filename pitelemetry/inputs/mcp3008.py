@@ -29,7 +29,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pitelemetry.inputs import Input, InputError
+from pitelemetry.inputs import Input, InputError, Options, name_problems
+from pitelemetry.panels import Panel, field, select, tag, target, timeseries
 from pitelemetry.point import Point, clean_key
 
 
@@ -50,7 +51,9 @@ def open_mcp3008(channel: int, device: int) -> Any:
 
 
 @dataclass(frozen=True)
-class MCP3008Options:
+class MCP3008Options(Options):
+    dashboard = "home"
+
     channel: int
     field: str
     name: str = ""
@@ -60,12 +63,32 @@ class MCP3008Options:
     scale_min: float = 0.0
     scale_max: float = 1.0
 
+    @property
+    def sensor(self) -> str:
+        """The ``name`` tag: the name, else ``ch<channel>``."""
+        return self.name or f"ch{self.channel}"
+
     def problems(self) -> Iterator[tuple[str, str]]:
-        """(key, problem) for names InfluxDB cannot store as given."""
-        if clean_key(self.field) in ("", "time"):
-            yield "field", f"{self.field!r} cannot be a field name (empty, or InfluxDB's 'time')"
-        if self.name and not "".join(c for c in self.name if c.isprintable()).strip():
-            yield "name", f"{self.name!r} is no name once control characters are removed"
+        if self.channel > 7:
+            yield "channel", f"{self.channel}; an MCP3008 has channels 0..7"
+        if self.device > 1:
+            yield "device", f"{self.device}; SPI0 has chip selects 0 (CE0) and 1 (CE1)"
+        if self.raw_min == self.raw_max:
+            yield "raw_max", f"equals raw_min ({self.raw_min:g}); the two calibration points differ"
+        if clean_key(self.field) in ("", "time", "raw"):
+            yield "field", f"{self.field!r} cannot be the field (empty, 'time' or 'raw')"
+        yield from name_problems("name", self.name)
+
+    def claims(self) -> Iterator[tuple[str, str]]:
+        yield "channel", f"MCP3008 on SPI0 CE{self.device} channel {self.channel}"
+
+    def sensor_names(self) -> Iterator[tuple[str, str]]:
+        yield "name", self.sensor
+
+    def panels(self) -> Iterator[Panel]:
+        where = f'"sensor" = \'mcp3008\' AND "name" = {tag(self.sensor)}'
+        query = select(f"mean({field(self.field)})", "environment", where)
+        yield timeseries(f"{self.sensor} {self.field}", [target(query, alias="$tag_host")], "short")
 
 
 class MCP3008Input(Input):
@@ -78,10 +101,6 @@ class MCP3008Input(Input):
         open_adc: Callable[[int, int], Any] = open_mcp3008,
         time_ns: Callable[[], int] = time.time_ns,
     ) -> None:
-        if not 0 <= options.channel <= 7:
-            raise ValueError(f"mcp3008: channel {options.channel} is not 0..7")
-        if options.raw_min == options.raw_max:
-            raise ValueError("mcp3008: raw_min and raw_max must differ")
         self.options = options
         self._open_adc = open_adc
         self._time_ns = time_ns
@@ -103,7 +122,7 @@ class MCP3008Input(Input):
             raise InputError(f"MCP3008 channel {self.options.channel}: {exc}") from None
         tags = {
             "sensor": "mcp3008",
-            "name": self.options.name or f"ch{self.options.channel}",
+            "name": self.options.sensor,
             "channel": str(self.options.channel),
         }
         fields = {self.options.field: self.scale(raw), "raw": raw}

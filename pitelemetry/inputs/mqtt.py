@@ -67,11 +67,10 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pitelemetry import statefile
-from pitelemetry.config import AgentConfig, Duration, InputConfig, Secret, url_problem
-from pitelemetry.inputs import Emit, Input, InputError
+from pitelemetry.inputs import Emit, Input, InputError, Options
 from pitelemetry.inputs.mqtt_presets import (
     FALSE_WORDS,
     TRUE_WORDS,
@@ -85,11 +84,20 @@ from pitelemetry.inputs.mqtt_presets import (
     flatten,
 )
 from pitelemetry.logs import StateLog
-from pitelemetry.point import FieldValue, Point, clean_key
+from pitelemetry.point import FieldValue, Point, clean_key, clean_name
+from pitelemetry.values import Duration, Secret, url_problem
+
+if TYPE_CHECKING:
+    from pitelemetry.config import AgentConfig, InputConfig
 
 log = logging.getLogger(__name__)
 
 _PLACEHOLDER = re.compile(r"^\{(\w+)\}$")
+MQTT_MAX_PAYLOAD = 268_435_455  # the largest MQTT packet, less nothing: a generous cap
+MQTT_MAX_KEEPALIVE_S = 65535
+MQTT_MAX_STRING = 65535
+# Tag keys InfluxDB refuses (time) or reserves (2.x's _measurement and _field).
+RESERVED_TAGS = frozenset({"time", "_measurement", "_field"})
 MAX_BURST = 1000  # messages handed to the pipeline at once, at most
 BROKER_SCHEMES = ("tcp", "mqtt", "ssl", "mqtts")
 BROKER_DROPPED = "$SYS/broker/publish/messages/dropped"  # Mosquitto's counter
@@ -136,7 +144,7 @@ PRESETS: dict[str, tuple[Rule, ...]] = {
 
 
 @dataclass(frozen=True)
-class MQTTOptions:
+class MQTTOptions(Options):
     broker: str = "tcp://127.0.0.1:1883"
     preset: Literal["", "tasmota", "zigbee2mqtt", "shelly", "homeassistant"] = ""
     rules: tuple[Rule, ...] = ()
@@ -161,6 +169,56 @@ class MQTTOptions:
             yield "qos", f"{self.qos} is not a QoS level; use 0, 1 or 2"
         if not self.preset and not self.rules:
             yield "rules", "set a preset or at least one [[inputs.mqtt.rules]]"
+        if not 1 <= self.max_payload_bytes <= MQTT_MAX_PAYLOAD:
+            yield "max_payload_bytes", f"{self.max_payload_bytes}; use 1..{MQTT_MAX_PAYLOAD}"
+        if self.max_series < 1:
+            yield "max_series", "0 would drop every reading; use 1 or more (default 1000)"
+        if self.keepalive > MQTT_MAX_KEEPALIVE_S:
+            yield "keepalive", f"MQTT allows at most {MQTT_MAX_KEEPALIVE_S} s (18h12m15s)"
+        if len(self.client_id.encode()) > MQTT_MAX_STRING or "\0" in self.client_id:
+            yield "client_id", "not a client id: at most 65535 bytes, no NUL"
+        for index, rule in enumerate(self.rules):
+            for key, problem in rule_problems(rule):
+                yield f"rules[{index}].{key}", problem
+
+
+def rule_problems(rule: Rule) -> Iterator[tuple[str, str]]:
+    """(key, problem) of one rule: a topic pattern MQTT and the matcher accept, names
+    InfluxDB can store."""
+    patterns = {"topic": rule.topic} | {f"skip[{i}]": s for i, s in enumerate(rule.skip)}
+    for key, pattern in patterns.items():
+        if problem := _pattern_problem(pattern):
+            yield key, problem
+    captured = [m.group(1) for s in rule.topic.split("/") if (m := _PLACEHOLDER.match(s))]
+    for name in captured:
+        if captured.count(name) > 1:
+            yield "topic", f"{{{name}}} appears twice; each placeholder names one tag"
+            break
+    for name in [*captured, *rule.tags]:
+        if name in RESERVED_TAGS:
+            yield "topic" if name in captured else f"tags.{name}", f"{name!r} cannot be a tag"
+    if not clean_name(rule.measurement).strip():
+        yield "measurement", f"{rule.measurement!r} cannot be a measurement name"
+    for key, name in [
+        ("field", rule.field),
+        *((f"fields[{i}]", f) for i, f in enumerate(rule.fields)),
+    ]:
+        if clean_key(name) in ("", "time"):
+            yield key, f"{name!r} cannot be a field name (empty, or InfluxDB's 'time')"
+
+
+def _pattern_problem(pattern: str) -> str | None:
+    if not pattern or len(pattern.encode()) > MQTT_MAX_STRING or "\0" in pattern:
+        return f"{pattern!r} is not an MQTT topic (empty, over 65535 bytes or a NUL)"
+    segments = pattern.split("/")
+    for index, segment in enumerate(segments):
+        if segment == "#" and index != len(segments) - 1:
+            return f"{pattern!r}: '#' can only be the last level"
+        if segment not in ("#", "+") and ("#" in segment or "+" in segment):
+            return f"{pattern!r}: '+' and '#' must be a whole level, like 'a/+/b'"
+        if "{" in segment and not _PLACEHOLDER.match(segment):
+            return f"{pattern!r}: a placeholder is a whole level, like 'sensors/{{room}}'"
+    return None
 
 
 class CompiledRule:

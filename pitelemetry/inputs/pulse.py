@@ -42,19 +42,34 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pitelemetry import statefile
-from pitelemetry.config import AgentConfig, Duration, InputConfig
-from pitelemetry.inputs import Input
+from pitelemetry.inputs import Input, Options, name_problems, pin_problems
 from pitelemetry.inputs.sensors import open_gpio_input
+from pitelemetry.panels import Panel, select, tag, target, timeseries
 from pitelemetry.point import Point
+from pitelemetry.values import Duration
+
+if TYPE_CHECKING:
+    from pitelemetry.config import AgentConfig, InputConfig
 
 log = logging.getLogger(__name__)
 
 
+# What a pulse meter's panels show: the rate and total fields, their Grafana units, and
+# the words for the two panels.
+PANELS = {
+    "electricity": ("power_w", "energy_wh", "watt", "watth", ("power", "energy")),
+    "water": ("flow_l_min", "volume_l", "flowlpm", "litre", ("flow", "water")),
+    "gas": ("flow_m3_h", "volume_m3", "flowcmh", "m3", ("flow", "gas")),
+}
+
+
 @dataclass(frozen=True)
-class PulseOptions:
+class PulseOptions(Options):
+    dashboard = "home"
+
     pin: int
     name: str = ""
     kind: Literal["electricity", "water", "gas"] = "electricity"
@@ -64,6 +79,43 @@ class PulseOptions:
     bounce_time: Duration = Duration(0.01)
     zero_after: Duration = Duration(300.0)
     save_every: Duration = Duration(300.0)
+
+    @property
+    def sensor(self) -> str:
+        """The ``name`` tag (and the state file's name): the name, else ``gpio<pin>``."""
+        return self.name or f"gpio{self.pin}"
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        yield from pin_problems("pin", self.pin)
+        yield from name_problems("name", self.name)
+        if "/" in self.name or self.name.startswith("."):
+            yield "name", f"{self.name!r}: the count is kept in a file of this name; no '/'"
+        if self.pulses_per_unit <= 0:
+            yield "pulses_per_unit", f"{self.pulses_per_unit:g}; the meter's imp/kWh (or /m³) > 0"
+        if self.meter_start < 0:
+            yield "meter_start", f"{self.meter_start:g}; a meter's reading is 0 or more"
+
+    def claims(self) -> Iterator[tuple[str, str]]:
+        yield "pin", f"GPIO{self.pin}"
+
+    def sensor_names(self) -> Iterator[tuple[str, str]]:
+        yield "name", self.sensor
+
+    def panels(self) -> Iterator[Panel]:
+        rate, total, rate_unit, total_unit, words = PANELS[self.kind]
+        where = f'"name" = {tag(self.sensor)}'
+        now = select(f'mean("{rate}")', "meter", where)
+        yield timeseries(f"{self.sensor} {words[0]}", [target(now, alias="$tag_host")], rate_unit)
+        daily = select(f'spread("{total}")', "meter", where).replace(
+            "time($__interval)", "time(1d)"
+        )
+        yield timeseries(
+            f"{self.sensor} {words[1]} per day",
+            [target(daily, alias="$tag_host")],
+            total_unit,
+            minimum=0,
+            bars=True,
+        )
 
 
 class PulseInput(Input):
@@ -78,10 +130,8 @@ class PulseInput(Input):
         monotonic: Callable[[], float] = time.monotonic,
         time_ns: Callable[[], int] = time.time_ns,
     ) -> None:
-        if options.pulses_per_unit <= 0:
-            raise ValueError("pulse: pulses_per_unit must be positive")
         self.options = options
-        self.name = options.name or f"gpio{options.pin}"
+        self.name = options.sensor
         self.state_file = Path(state_dir) / f"pulse-{self.name}.json"
         self._pin_factory = pin_factory
         self._monotonic = monotonic

@@ -7,9 +7,7 @@ input's dependencies (an MQTT client, an HTTP stack) cost no start-up time or me
 from __future__ import annotations
 
 import importlib
-from typing import Any
-
-from pitelemetry.inputs import Input
+from pitelemetry.inputs import Input, Options
 
 INPUTS: dict[str, str] = {
     "system": "pitelemetry.inputs.system:SystemInput",
@@ -31,6 +29,6 @@ def input_class(kind: str) -> type[Input]:
     return cls
 
 
-def options_class(kind: str) -> type[Any]:
+def options_class(kind: str) -> type[Options]:
     """The frozen dataclass holding the config keys of input ``kind``."""
     return input_class(kind).Options

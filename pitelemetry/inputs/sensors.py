@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import errno
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from pitelemetry.inputs import InputError
 from pitelemetry.logs import StateLog
+from pitelemetry.panels import Panel, select, tag, target, timeseries
 from pitelemetry.point import Point
 
 log = logging.getLogger("pitelemetry.inputs")
@@ -86,3 +88,24 @@ def open_gpio_input(
         ) from None
     except (GPIOZeroError, OSError) as exc:
         raise InputError(f"GPIO{pin}: {exc}") from None
+
+
+def environment_panels(name: str, *, pressure: bool, where: str = "") -> Iterator[Panel]:
+    """Temperature, humidity (and pressure) panels of the ``environment`` sensor ``name``
+    (or of the series ``where`` selects)."""
+    where = where or f'"name" = {tag(name)}'
+    temperature = select('mean("temperature_c")', "environment", where)
+    yield timeseries(f"{name} temperature", [target(temperature, alias="$tag_host")], "celsius")
+    humidity = select('mean("humidity_pct")', "environment", where)
+    yield timeseries(
+        f"{name} humidity",
+        [target(humidity, alias="$tag_host")],
+        "humidity",
+        minimum=0,
+        maximum=100,
+    )
+    if pressure:
+        pressure_query = select('mean("pressure_hpa")', "environment", where)
+        yield timeseries(
+            f"{name} pressure", [target(pressure_query, alias="$tag_host")], "pressurehpa"
+        )

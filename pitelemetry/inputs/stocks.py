@@ -68,11 +68,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pitelemetry.config import AgentConfig, Duration, InputConfig, Secret
-from pitelemetry.inputs import Input, InputError
+from pitelemetry.inputs import Input, InputError, Options
 from pitelemetry.logs import StateLog
+from pitelemetry.panels import Panel, select, sized, tag, target, timeseries
 from pitelemetry.point import Point
 from pitelemetry.quotes import (
     AuthFailedError,
@@ -86,6 +86,10 @@ from pitelemetry.quotes import (
 from pitelemetry.quotes.budget import Budget, Plan, plan
 from pitelemetry.quotes.markets import MARKETS, Market, currency_for, market_for
 from pitelemetry.quotes.providers import PROVIDERS, Limits, Provider
+from pitelemetry.values import Duration, Secret, url_problem
+
+if TYPE_CHECKING:
+    from pitelemetry.config import AgentConfig, InputConfig
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +126,22 @@ class Instrument:
     cost_basis: float = 0.0
 
 
+# Currencies with a Grafana unit ("currencyUSD"); others show plain numbers.
+CURRENCY_UNITS = frozenset(
+    {"USD", "EUR", "GBP", "JPY", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK", "ZAR", "INR"}
+    | {"KRW", "BRL", "ILS", "TRY"}
+)
+MAX_PRICE_PANELS = 24  # beyond this, one panel of all prices
+
+
+def _currency_unit(currency: str) -> str:
+    return f"currency{currency}" if currency in CURRENCY_UNITS else "short"
+
+
 @dataclass(frozen=True)
-class StocksOptions:
+class StocksOptions(Options):
     default_interval: ClassVar[float] = 300.0
+    dashboard = "markets"
 
     symbols: tuple[str, ...] = ()
     provider: ProviderName = "yahoo"
@@ -175,6 +192,55 @@ class StocksOptions:
                 yield f"instruments.{symbol}.cost_basis", "a holding needs its cost_basis"
         if self.base_currency and not re.fullmatch(r"[A-Z]{3}", self.base_currency):
             yield "base_currency", f"{self.base_currency!r} is not a currency code like EUR"
+        yield from self._more_problems()
+
+    def _more_problems(self) -> Iterator[tuple[str, str]]:
+        for index, symbol in enumerate(self.symbols):
+            if not symbol.strip() or not symbol.isprintable():
+                yield f"symbols[{index}]", f"{symbol!r} is not a symbol like 'AAPL'"
+        urls = {"base_url": self.base_url, "fx_url": self.fx_url}
+        urls.update({f"providers.{n}.base_url": p.base_url for n, p in self.providers.items()})
+        for key, url in urls.items():
+            if url and (problem := url_problem(url, ("http", "https"))):
+                yield key, problem
+
+    def panels(self) -> Iterator[Panel]:
+        """A price panel per symbol (each on its own scale), the day's change of all,
+        and the portfolio when holdings are configured."""
+        symbols: dict[str, str] = {}
+        for symbol in self.all_symbols:
+            instrument = self.instruments.get(symbol)
+            currency = instrument.currency if instrument else ""
+            exchange = instrument.exchange if instrument else ""
+            symbols[symbol] = currency or currency_for(symbol, market_for(symbol, exchange))
+        if len(symbols) <= MAX_PRICE_PANELS:
+            for symbol, currency in symbols.items():
+                query = select('last("price")', "quote", f'"symbol" = {tag(symbol)}')
+                price = [target(query, alias="$tag_host")]
+                yield sized(timeseries(symbol, price, _currency_unit(currency)), 8)
+        else:
+            query = select('last("price")', "quote", "", '"symbol"')
+            yield sized(timeseries("Prices", [target(query, alias="$tag_symbol")], "short"), 24)
+        change = select('last("change_pct")', "quote", "", '"symbol"')
+        yield sized(
+            timeseries("Change on the day", [target(change, alias="$tag_symbol")], "percent"), 24
+        )
+        if not any(instrument.quantity for instrument in self.instruments.values()):
+            return
+        value = select('last("value")', "portfolio_total", "\"scope\" = 'currency'", '"currency"')
+        yield timeseries("Portfolio value", [target(value, alias="$tag_currency")], "short")
+        gain = select('last("gain_pct")', "portfolio", "", '"symbol"')
+        yield timeseries("Gain per position", [target(gain, alias="$tag_symbol")], "percent")
+        if self.base_currency:
+            total = select('last("value")', "portfolio_total", "\"scope\" = 'all'")
+            yield sized(
+                timeseries(
+                    f"Portfolio value in {self.base_currency}",
+                    [target(total, alias="$tag_host")],
+                    _currency_unit(self.base_currency),
+                ),
+                24,
+            )
 
 
 @dataclass

@@ -55,8 +55,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pitelemetry.inputs import Input, InputError
+from pitelemetry.inputs import Input, InputError, Options
 from pitelemetry.logs import StateLog
+from pitelemetry.panels import Panel, select, sized, state_timeline, target, timeseries
 from pitelemetry.point import Point
 
 log = logging.getLogger(__name__)
@@ -78,11 +79,68 @@ _THROTTLE_BITS = {
 }
 
 
+# The Pi firmware: soft temperature limit at 60 °C (Pi 3B+), ARM frequency capped from
+# 80 °C, throttled hard at 85 °C.
+TEMPERATURE_BANDS: list[tuple[float | None, str]] = [
+    (None, "green"),
+    (60.0, "yellow"),
+    (80.0, "orange"),
+    (85.0, "red"),
+]
+
+
 @dataclass(frozen=True)
-class SystemOptions:
+class SystemOptions(Options):
+    dashboard = "pi-health"
+
     per_cpu: bool = False
     mount_points: tuple[str, ...] = ()
     interfaces: tuple[str, ...] = ()
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        for index, path in enumerate(self.mount_points):
+            if not path.startswith("/"):
+                yield f"mount_points[{index}]", f"{path!r} is not an absolute path like '/boot'"
+        for index, interface in enumerate(self.interfaces):
+            if not interface or "/" in interface or len(interface) > 15:
+                yield f"interfaces[{index}]", f"{interface!r} is not a network interface name"
+
+    def panels(self) -> Iterator[Panel]:
+        cpu = select('mean("usage_pct")', "cpu", "\"cpu\" = 'cpu-total'")
+        yield timeseries(
+            "CPU usage", [target(cpu, alias="$tag_host")], "percent", minimum=0, maximum=100
+        )
+        temperature = select('mean("cpu_temp_c")', "pi")
+        yield timeseries(
+            "CPU temperature",
+            [target(temperature, alias="$tag_host")],
+            "celsius",
+            bands=TEMPERATURE_BANDS,
+        )
+        load = select(
+            'mean("load1") AS "1 min", mean("load5") AS "5 min", mean("load15") AS "15 min"',
+            "system",
+        )
+        yield timeseries("Load", [target(load)], "short", minimum=0)
+        memory = select('mean("used_pct") AS "memory", mean("swap_used_pct") AS "swap"', "mem")
+        yield timeseries("Memory used", [target(memory)], "percent", minimum=0, maximum=100)
+        disk = select('last("used_pct")', "disk", group='"path"')
+        yield timeseries(
+            "Disk used", [target(disk, alias="$tag_path")], "percent", minimum=0, maximum=100
+        )
+        network = select(
+            'non_negative_derivative(mean("bytes_recv"), 1s) AS "in", '
+            'non_negative_derivative(mean("bytes_sent"), 1s) AS "out"',
+            "net",
+            group='"interface"',
+        )
+        yield timeseries("Network", [target(network, alias="$tag_interface $col")], "Bps")
+        power = select(
+            'last("under_voltage") AS "under-voltage", last("throttled") AS '
+            '"throttled", last("freq_capped") AS "frequency capped"',
+            "pi",
+        )
+        yield sized(state_timeline("Power and throttling", [target(power)]), 24)
 
 
 def run_vcgencmd() -> str | None:

@@ -12,8 +12,6 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from pitelemetry import dashboards
-from pitelemetry.config import InputConfig
 from pitelemetry.inputs.mcp3008 import MCP3008Options
 from pitelemetry.point import LineEncoder, Point, clean_key, clean_name
 from pitelemetry.writer import V1Writer
@@ -51,8 +49,7 @@ def test_a_hostile_name_is_one_identifier_in_the_dashboards_query(
         finally:
             writer.close()
         options = MCP3008Options(channel=0, field=field, name=name)
-        item = InputConfig("mcp3008", 0, 10.0, 10.0, {}, options)
-        [panel] = list(dashboards._sensor_panels(item))
+        [panel] = list(options.panels())
         query = expand(panel["targets"][0]["query"], "pi")
         rows = influxdb.rows(query, database)  # POST, as Grafana's data source sends it
         databases = {r["name"] for r in influxdb.rows("SHOW DATABASES", "")}
