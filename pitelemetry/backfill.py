@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pitelemetry.config import Config
-from pitelemetry.inputs.stocks import Source, StocksInput, Tracked
+from pitelemetry.inputs.stocks import Source, StocksInput, StocksOptions, Tracked
 from pitelemetry.point import LineEncoder, Point
 from pitelemetry.quotes import Bar, QuoteError, RateLimitError
 from pitelemetry.writer import AutoWriter, WriteError, Writer
@@ -74,12 +74,12 @@ def backfill(
             state_dir=state_dir if state_dir.is_dir() and os.access(state_dir, os.W_OK) else None,
         )
         for item in config.inputs
-        if item.type == "stocks"
+        if isinstance(item.options, StocksOptions)
     ]
     encoders = [
         LineEncoder({"host": config.agent.hostname, **item.tags})
         for item in config.inputs
-        if item.type == "stocks"
+        if isinstance(item.options, StocksOptions)
     ]
     writer = writer or AutoWriter(config.influxdb)
     end = dt.datetime.fromtimestamp(now(), dt.UTC).date()

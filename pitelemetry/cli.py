@@ -139,9 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _backfill(config: Config, days: int) -> int:
     from pitelemetry.backfill import backfill  # noqa: PLC0415
+    from pitelemetry.inputs.stocks import StocksOptions  # noqa: PLC0415
 
-    if not any(item.type == "stocks" for item in config.inputs):
-        print(f"pitelemetry backfill: no [[inputs.stocks]] in {config.path}", file=sys.stderr)
+    if not any(isinstance(item.options, StocksOptions) for item in config.inputs):
+        print(f"pitelemetry backfill: no stock quotes input in {config.path}", file=sys.stderr)
         return EXIT_USAGE
     if days < 1:
         print("pitelemetry backfill: --days must be at least 1", file=sys.stderr)

@@ -7,6 +7,7 @@ input's dependencies (an MQTT client, an HTTP stack) cost no start-up time or me
 from __future__ import annotations
 
 import importlib
+
 from pitelemetry.inputs import Input, Options
 
 INPUTS: dict[str, str] = {

@@ -14,6 +14,7 @@ from pitelemetry.inputs.bme280 import (
 )
 from pitelemetry.point import LineEncoder
 from tests.conftest import FIXTURES
+from tests.golden import assert_golden
 
 T0 = 1_795_300_000_000_000_000
 CALIB_TP = bytes.fromhex((FIXTURES / "i2c" / "bme280_calib_0x88_tp_example.hex").read_text())
@@ -154,3 +155,21 @@ def test_a_measurement_that_never_finishes() -> None:
     sensor = BME280Input(open_bus=lambda n: FakeBus(busy_polls=10**6), sleep=lambda s: None)
     with pytest.raises(InputError, match="never finished"):
         list(sensor.collect())
+
+
+def test_golden_line_protocol() -> None:
+    sensors = [
+        BME280Input(
+            BME280Options(name="hallway", altitude_m=120.0),
+            open_bus=lambda n: FakeBus(),
+            sleep=lambda s: None,
+            time_ns=lambda: T0,
+        ),
+        BME280Input(
+            BME280Options(address=0x77),
+            open_bus=lambda n: FakeBus(chip_id=0x58),
+            sleep=lambda s: None,
+            time_ns=lambda: T0,
+        ),
+    ]
+    assert_golden("bme280", [point for sensor in sensors for point in sensor.collect()])

@@ -9,6 +9,7 @@ from pitelemetry.inputs import InputError
 from pitelemetry.inputs.dht22 import DHT22Input, DHT22Options
 from pitelemetry.point import LineEncoder
 from tests.conftest import FIXTURES
+from tests.golden import assert_golden
 
 T0 = 1_795_300_000_000_000_000
 
@@ -81,3 +82,9 @@ def test_without_the_overlay(tmp_path: Path) -> None:
         list(DHT22Input(sys=tmp_path).collect())
     with pytest.raises(InputError, match="does not exist"):
         list(DHT22Input(DHT22Options(device="iio:device7"), sys=tmp_path).collect())
+
+
+def test_golden_line_protocol(sys_tree: Path) -> None:
+    script = Script(device(sys_tree), [("21500", "48000"), ("21400", "49000")])
+    dht = DHT22Input(DHT22Options(name="bathroom"), sys=sys_tree, sleep=script, time_ns=lambda: T0)
+    assert_golden("dht22", dht.collect())

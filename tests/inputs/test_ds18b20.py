@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -13,11 +12,10 @@ from pitelemetry.inputs.ds18b20 import (
     DS18B20Options,
     parse_w1_slave,
 )
-from pitelemetry.point import LineEncoder
 from tests.conftest import FIXTURES
+from tests.golden import assert_golden
 
 T0 = 1_795_300_000_000_000_000
-GOLDEN = FIXTURES / "w1.golden.lp"
 
 
 @pytest.fixture
@@ -32,11 +30,7 @@ def make(sys_tree: Path, names: dict[str, str] | None = None) -> DS18B20Input:
 
 def test_golden_line_protocol(sys_tree: Path) -> None:
     ds = make(sys_tree, {"28-0316a2794cff": "living_room", "28-00000a1b2c3d": "garden"})
-    encoder = LineEncoder({"host": "pi"})
-    got = "".join(encoder.encode(p, T0) + "\n" for p in ds.collect())
-    if os.environ.get("UPDATE_GOLDEN"):
-        GOLDEN.write_text(got)
-    assert got == GOLDEN.read_text()
+    assert_golden("ds18b20", ds.collect(), T0)
 
 
 def test_good_reads_bad_reads_and_names(sys_tree: Path) -> None:

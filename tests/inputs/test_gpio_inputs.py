@@ -15,6 +15,7 @@ from pitelemetry.inputs.contact import ContactInput, ContactOptions
 from pitelemetry.inputs.mcp3008 import MCP3008Input, MCP3008Options
 from pitelemetry.inputs.pulse import PulseInput, PulseOptions
 from pitelemetry.point import Point
+from tests.golden import assert_golden
 
 T0 = 1_795_300_000_000_000_000
 
@@ -229,3 +230,48 @@ def test_mcp3008_off_a_pi_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
     with pytest.raises(InputError, match="MCP3008 on SPI0 CE0"):
         open_mcp3008(0, 0)
+
+
+def test_golden_line_protocol_pulse(factory: MockFactory, tmp_path: Path) -> None:
+    points: list[Point] = []
+    for pin, kind in ((17, "electricity"), (18, "water"), (19, "gas")):
+        clock = Clock()
+        meter = PulseInput(
+            PulseOptions(pin=pin, kind=kind, pulses_per_unit=1000),  # type: ignore[arg-type]
+            state_dir=tmp_path,
+            pin_factory=factory,
+            monotonic=clock,
+            time_ns=lambda: T0,
+        )
+        list(meter.collect())  # opens the pin
+        pulses(factory, pin, 10, clock, every=3.6)
+        points += meter.collect()
+    assert_golden("pulse", points)
+
+
+def test_golden_line_protocol_contact(factory: MockFactory) -> None:
+    emitted: list[Point] = []
+    door = ContactInput(
+        ContactOptions(pin=27, name="front_door"), pin_factory=factory, time_ns=lambda: T0
+    )
+    door.start(lambda points, on_durable=None, **_: emitted.extend(points))
+    factory.pin(27).drive_low()
+    collected = list(door.collect())
+    factory.pin(27).drive_high()
+    assert_golden("contact", [*collected, *emitted])
+
+
+def test_golden_line_protocol_mcp3008() -> None:
+    soil = MCP3008Input(
+        MCP3008Options(
+            channel=2,
+            field="moisture_pct",
+            name="tomatoes",
+            raw_min=0.78,
+            raw_max=0.35,
+            scale_max=100.0,
+        ),
+        open_adc=lambda channel, device: FakeADC(0.565),
+        time_ns=lambda: T0,
+    )
+    assert_golden("mcp3008", soil.collect())

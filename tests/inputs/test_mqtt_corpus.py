@@ -10,6 +10,7 @@ import pytest
 
 from pitelemetry.inputs.mqtt import MQTTInput, MQTTOptions
 from tests.conftest import FIXTURES
+from tests.golden import assert_golden
 
 CORPUS: list[dict[str, Any]] = json.loads((FIXTURES / "mqtt" / "corpus.json").read_text())[
     "messages"
@@ -45,3 +46,13 @@ def test_each_message_becomes_exactly_its_points(preset: str) -> None:
             for key, value in point.fields.items():
                 assert types.setdefault((point.measurement, key), type(value)) is type(value)
     assert source.invalid == 0
+
+
+def test_golden_line_protocol() -> None:
+    """One message of each preset's corpus, as written."""
+    points = []
+    for preset in sorted({m["preset"] for m in CORPUS}):
+        source = MQTTInput(MQTTOptions(preset=preset), client_id="golden", time_ns=lambda: T0)
+        first = next(m for m in CORPUS if m["preset"] == preset and m["points"])
+        points += source.points_for(first["topic"], payload_bytes(first))
+    assert_golden("mqtt", points)

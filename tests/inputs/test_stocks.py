@@ -18,6 +18,7 @@ from pitelemetry.inputs.stocks import Instrument, ProviderOptions, StocksInput, 
 from pitelemetry.point import Point
 from pitelemetry.quotes.budget import Budget
 from pitelemetry.quotes.providers import PROVIDERS
+from tests.golden import assert_golden
 from tests.quote_server import QuoteServer
 from tests.quotes.test_providers import ERRORS, PATHS
 
@@ -377,3 +378,18 @@ def test_no_error_body_becomes_a_point(
         points.extend(stocks.collect())
     assert points == []
     assert len(session.times) == 1
+
+
+def test_golden_line_protocol(quotes: QuoteServer, tmp_path: Path) -> None:
+    quotes.serve(YAHOO.format("AAPL"), "yahoo_v8_chart_aapl_2026-07-24.json")
+    quotes.serve("/v1/latest", "frankfurter_v1_latest_2026-07-10.json")
+    stocks, _ = make(
+        quotes,
+        Clock(TUESDAY_NOON),
+        tmp_path,
+        symbols=("AAPL",),
+        instruments={"AAPL": Instrument(quantity=10, cost_basis=3000.0)},
+        base_currency="EUR",
+        fx_url=quotes.url,
+    )
+    assert_golden("stocks", collect(stocks))

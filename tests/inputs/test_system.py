@@ -10,9 +10,9 @@ from pitelemetry.inputs import InputError
 from pitelemetry.inputs.system import SystemInput, SystemOptions
 from pitelemetry.point import LineEncoder
 from tests.conftest import FIXTURES
+from tests.golden import assert_golden
 
 PI_TREE = FIXTURES / "system" / "pi"
-GOLDEN = FIXTURES / "system" / "pi.golden.lp"
 T0 = 1_795_300_000_000_000_000
 
 
@@ -66,10 +66,7 @@ def test_golden_line_protocol(tree: Path) -> None:
     first = lines(system)
     assert not [line for line in first if line.startswith("cpu,")]  # needs two samples
     advance_cpu(tree)
-    got = "\n".join(lines(system)) + "\n"
-    if os.environ.get("UPDATE_GOLDEN"):
-        GOLDEN.write_text(got)
-    assert got == GOLDEN.read_text()
+    assert_golden("system", system.collect(), T0)
 
 
 def test_values_a_reader_can_check_by_hand(tree: Path) -> None:
