@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from pitelemetry import __version__
 
 if TYPE_CHECKING:
-    from pitelemetry.config import Config
+    from pitelemetry.config import Config, InputConfig
 
 log = logging.getLogger("pitelemetry")
 
@@ -61,7 +61,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pitelemetry {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.add_parser("run", parents=[common], help="run the collector daemon")
-    commands.add_parser("once", parents=[common], help="collect once, print line protocol")
+    once = commands.add_parser("once", parents=[common], help="collect once, print line protocol")
+    once.add_argument(
+        "--input",
+        action="append",
+        dest="inputs",
+        metavar="NAME",
+        help="only this input: its type (bme280), name (bme280#2) or sensor name (hallway); "
+        "repeat for more",
+    )
     commands.add_parser("check", parents=[common], help="check config, InfluxDB and inputs")
     status = commands.add_parser("status", parents=[common], help="show the daemon's state")
     status.add_argument("--json", action="store_true", help="the raw state, for scripts")
@@ -133,7 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _provision(config, args)
     if args.command == "backfill":
         return _backfill(config, args.days)
-    handler = {"run": _run, "once": _once, "check": _check}[args.command]
+    if args.command == "once":
+        return _once(config, args.inputs or [])
+    handler = {"run": _run, "check": _check}[args.command]
     return handler(config)
 
 
@@ -156,9 +166,35 @@ def _run(config: Config) -> int:
     return Agent(config).run()
 
 
-def _once(config: Config) -> int:
+def _select_inputs(config: Config, wanted: Sequence[str]) -> Config | None:
+    """``config`` with only the inputs ``wanted`` names (by type, name or sensor name);
+    ``None`` after saying which name matches nothing."""
+    import dataclasses  # noqa: PLC0415
+
+    def names(item: InputConfig) -> set[str]:
+        return {item.type, item.name, *(name for _, name in item.options.sensor_names())}
+
+    unknown = [name for name in wanted if not any(name in names(i) for i in config.inputs)]
+    if unknown:
+        known = ", ".join(sorted({n for item in config.inputs for n in names(item)}))
+        print(
+            f"pitelemetry once: no input {unknown[0]!r} in {config.path}; known: {known}",
+            file=sys.stderr,
+        )
+        return None
+    chosen = tuple(i for i in config.inputs if names(i) & set(wanted))
+    return dataclasses.replace(config, inputs=chosen)
+
+
+def _once(config: Config, wanted: Sequence[str]) -> int:
     from pitelemetry.agent import build_inputs  # noqa: PLC0415
     from pitelemetry.collector import Collector  # noqa: PLC0415
+
+    if wanted:
+        selected = _select_inputs(config, wanted)
+        if selected is None:
+            return EXIT_USAGE
+        config = selected
 
     def emit(lines: list[str], mark: object, on_durable: object = None) -> None:
         del mark, on_durable  # printed as stamped, clock set or not

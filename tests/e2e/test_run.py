@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import FIXTURES
 from tests.e2e.daemon import Daemon, write_config
 from tests.servers import InfluxDB1, VictoriaMetrics
 
@@ -106,3 +109,36 @@ def test_check_reports_each_part(tmp_path: Path, influxdb: InfluxDB1, database: 
     )
     assert done.returncode == 1
     assert "database 'nope' does not exist; run `pitelemetry provision`" in done.stdout
+
+
+def test_once_input_collects_only_the_named_inputs(tmp_path: Path) -> None:
+    """``once --input``, for someone wiring one sensor: by sensor name, type or input
+    name; an unknown one is exit 2 listing what there is."""
+    shutil.copytree(FIXTURES / "w1", tmp_path / "sys")
+    config = write_config(tmp_path, 'url = "http://127.0.0.1:9"')
+    config.write_text(
+        config.read_text() + '[[inputs.ds18b20]]\nnames = { "28-0316a2794cff" = "living_room" }\n'
+    )
+
+    def once(*names: str) -> subprocess.CompletedProcess[str]:
+        arguments = [a for name in names for a in ("--input", name)]
+        return subprocess.run(
+            [sys.executable, "-m", "pitelemetry", "once", *arguments, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "HOST_SYS": str(tmp_path / "sys")},
+        )
+
+    for names in (["living_room"], ["ds18b20"]):
+        done = once(*names)
+        measurements = {line.split(",", 1)[0] for line in done.stdout.splitlines()}
+        assert measurements == {"environment", "events"}, done.stdout + done.stderr
+    done = once("living_room", "system")
+    assert {"environment", "mem"} <= {line.split(",", 1)[0] for line in done.stdout.splitlines()}
+    done = once("kitchen")
+    assert done.returncode == 2
+    assert "no input 'kitchen'" in done.stderr
+    assert "living_room" in done.stderr
+    assert "Traceback" not in done.stderr
