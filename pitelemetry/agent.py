@@ -90,7 +90,9 @@ class Agent:
             health_config = InputConfig("pitelemetry", 0, agent.interval, agent.interval, {}, None)
             inputs.append(
                 RunningInput(
-                    health_config, health.AgentHealth(self), LineEncoder({"host": agent.hostname})
+                    health_config,
+                    health.AgentHealth(lambda: health.snapshot(self)),
+                    LineEncoder({"host": agent.hostname}),
                 )
             )
         self.collector = Collector(

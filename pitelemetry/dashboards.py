@@ -18,7 +18,6 @@ are InfluxQL, which InfluxDB 1.x, 2.x (through the DBRP mapping provision create
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,16 +187,3 @@ def agent(board: Board) -> Board:
         width=24,
     )
     return board
-
-
-def all_queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """(where, query) for every InfluxQL query in a dashboard: panels, the host
-    variable and annotations."""
-    for panel in dashboard["panels"]:
-        for query in panel["targets"]:
-            yield f"{dashboard['title']} / {panel['title']}", query["query"]
-    for variable in dashboard["templating"]["list"]:
-        yield f"{dashboard['title']} / ${variable['name']}", variable["query"]["query"]
-    for annotation in dashboard["annotations"]["list"]:
-        if "target" in annotation:
-            yield f"{dashboard['title']} / {annotation['name']}", annotation["target"]["query"]

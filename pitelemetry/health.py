@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,13 +120,14 @@ def read_rss_bytes() -> int | None:
 
 
 class AgentHealth(Input):
-    """Collects the agent's own health points; added by the agent, not configured."""
+    """Collects the agent's own health points; added by the agent, not configured.
+    ``state`` returns what :func:`snapshot` returns: the one thing it reads."""
 
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
+    def __init__(self, state: Callable[[], dict[str, Any]]) -> None:
+        self.state = state
 
     def collect(self) -> Iterator[Point]:
-        state = snapshot(self.agent)
+        state = self.state()
         points = state["points"]
         dropped = points["dropped"]
         fields: dict[str, float | int | bool] = {

@@ -171,7 +171,3 @@ class StateLog:
         if was_active and message:
             self._logger.info("%s", message)
         return was_active
-
-    def active(self, key: str) -> str | None:
-        with self._lock:
-            return self._active.get(key)

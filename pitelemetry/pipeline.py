@@ -102,6 +102,7 @@ class Pipeline:
         flush_interval: float = 5.0,
         on_event: Event | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.writer = writer
@@ -112,6 +113,7 @@ class Pipeline:
         self.stats = PipelineStats()
         self._on_event = on_event or no_event
         self._monotonic = monotonic
+        self._wall = wall  # when a write or an outage happened, for status
         self._jitter = jitter
         self._queue: queue.Queue[tuple[list[str], ClockMark | None, Durable | None]] = queue.Queue(
             QUEUE_CHUNKS
@@ -377,13 +379,13 @@ class Pipeline:
         conflicts[key] = (times + 1, f"is {found['got']}, stored as {found['had']}")
 
     def _succeeded(self, started: float) -> None:
-        self.stats.last_write = time.time()
+        self.stats.last_write = self._wall()
         self.stats.last_write_latency_s = self._monotonic() - started
         self._failures_in_row = 0
         self.stats.problem = ""
         if self._problems.clear("write"):
             since = self.stats.outage_since
-            lasted = f" after {time.time() - since:.0f}s" if since else ""
+            lasted = f" after {self._wall() - since:.0f}s" if since else ""
             log.info(
                 "InfluxDB accepts writes again%s; %d points wait in the spool",
                 lasted,
@@ -404,7 +406,7 @@ class Pipeline:
             self.stats.problem = str(exc)
         reported = self._problems.report("write", f"write failed, spooling the points: {exc}{hint}")
         if reported and self.stats.outage_since is None:
-            self.stats.outage_since = time.time()
+            self.stats.outage_since = self._wall()
             self._on_event("outage", "InfluxDB unreachable", str(exc))
         delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** min(self._failures_in_row - 1, 10))
         delay *= 0.5 + self._jitter() / 2  # spread a fleet of Pis hitting one server

@@ -14,8 +14,6 @@ from typing import Any
 
 from pitelemetry.health import STATE_FILE
 
-STALE_AFTER_S = 30.0
-
 
 class NotRunningError(Exception):
     pass

@@ -334,10 +334,11 @@ def test_the_writer_thread_never_blocks_on_its_own_queue(tmp_path: Path) -> None
 
 def test_a_stuck_writer_thread_is_seen(tmp_path: Path) -> None:
     now = [0.0]
-    release = threading.Event()
+    entered, release = threading.Event(), threading.Event()
 
     class Hangs(FakeWriter):
         def write(self, lines: list[str]) -> None:
+            entered.set()
             release.wait()
 
     pipeline = Pipeline(
@@ -351,7 +352,7 @@ def test_a_stuck_writer_thread_is_seen(tmp_path: Path) -> None:
     pipeline.start()
     assert pipeline.alive(within=30)
     pipeline.submit(["x"])
-    time.sleep(0.2)  # the writer is now inside the hung write
+    assert entered.wait(10)  # the writer is now inside the hung write
     now[0] += 31
     assert not pipeline.alive(within=30)
     release.set()

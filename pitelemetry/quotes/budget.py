@@ -82,10 +82,6 @@ class Budget:
             self._per_symbol[symbol] = now
             self._day_calls += 1
 
-    @property
-    def used_today(self) -> int:
-        return self._day_calls
-
     def _roll(self, now: float) -> None:
         while self._recent and self._recent[0] <= now - 60.0:
             self._recent.popleft()

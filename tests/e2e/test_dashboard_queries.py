@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,10 +77,23 @@ def test_every_dashboard_query_returns_data(
     empty = []
     checked = 0
     for board in boards:
-        for where, query in dashboards.all_queries(board):
+        for where, query in all_queries(board):
             results = influxdb.query(expand(query, "e2e-pi"), database)
             checked += 1
             if not results[0].get("series"):
                 empty.append(f"{where}: {query}")
     assert not empty, "queries without data:\n" + "\n".join(empty)
     assert checked >= 25
+
+
+def all_queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(where, query) for every InfluxQL query in a dashboard: panels, the host
+    variable and annotations."""
+    for panel in dashboard["panels"]:
+        for query in panel["targets"]:
+            yield f"{dashboard['title']} / {panel['title']}", query["query"]
+    for variable in dashboard["templating"]["list"]:
+        yield f"{dashboard['title']} / ${variable['name']}", variable["query"]["query"]
+    for annotation in dashboard["annotations"]["list"]:
+        if "target" in annotation:
+            yield f"{dashboard['title']} / {annotation['name']}", annotation["target"]["query"]

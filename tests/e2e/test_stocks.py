@@ -16,7 +16,7 @@ import pytest
 from pitelemetry import dashboards
 from pitelemetry.config import load
 from tests.e2e.daemon import Daemon, write_config
-from tests.e2e.test_dashboard_queries import expand
+from tests.e2e.test_dashboard_queries import all_queries, expand
 from tests.quote_server import QUOTES, QuoteServer
 from tests.servers import InfluxDB1
 
@@ -91,7 +91,7 @@ def test_quotes_reach_influxdb_and_every_markets_query_has_data(
     config = load(config_path, environ={})
     (board,) = [b for b in dashboards.generate(config) if b["title"] == "Markets"]
     empty = []
-    for where, query in dashboards.all_queries(board):
+    for where, query in all_queries(board):
         if not influxdb.query(expand(query, "e2e-pi"), database)[0].get("series"):
             empty.append(f"{where}: {query}")
     assert not empty, "queries without data:\n" + "\n".join(empty)
