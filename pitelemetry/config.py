@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pitelemetry.point import clean_key, clean_name
 from pitelemetry.values import Duration, Secret, SecretFile, parse_duration, url_problem
 
 DEFAULT_PATH = Path("/etc/pitelemetry/pitelemetry.toml")
@@ -72,6 +73,11 @@ class AgentConfig:
     clock_wait: Duration = Duration(600.0)
     self_metrics: bool = True  # the agent's own health as "pitelemetry" points
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # A healthchecks.io-style or Uptime Kuma push URL pinged while writes succeed; the
+    # URL is a secret (it lets anyone report for this Pi) and is never logged.
+    heartbeat_url: str = ""
+    heartbeat_interval: Duration = Duration(60.0)
+    heartbeat_style: Literal["auto", "healthchecks", "uptimekuma"] = "auto"
 
     @property
     def hostname(self) -> str:
@@ -120,6 +126,54 @@ class GrafanaConfig:
     timeout: Duration = Duration(10.0)
 
 
+ContactType = Literal[
+    "email", "telegram", "webhook", "discord", "slack", "pushover", "teams", "googlechat"
+]
+
+
+@dataclass(frozen=True)
+class ContactConfig:
+    """One ``[[alerts.contacts]]``: a Grafana contact point. Secrets only from files."""
+
+    name: str
+    type: ContactType
+    chat_id: str = ""  # telegram
+    bot_token_file: Secret | None = None  # telegram
+    addresses: str = ""  # email: one or more, separated by ";" or ","
+    url: str = ""  # webhook (a URL holding a token belongs in url_file)
+    url_file: Secret | None = None  # webhook, discord, slack, teams, googlechat
+    username: str = ""  # webhook basic auth
+    password_file: Secret | None = None  # webhook basic auth
+    user_key_file: Secret | None = None  # pushover
+    api_token_file: Secret | None = None  # pushover
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """One ``[[alerts.rules]]``: a field above or below a threshold for a while, or
+    no data for a while."""
+
+    name: str
+    measurement: str
+    field: str
+    where: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    above: float | None = None
+    below: float | None = None
+    for_: Duration = dataclasses.field(default=Duration(0.0), metadata={"key": "for"})
+    no_data_for: Duration | None = None
+    severity: Literal["critical", "warning", "info"] = "warning"
+    contact: str = ""
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    defaults: bool = True  # the inputs' default rules
+    disable: tuple[str, ...] = ()  # default rules switched off by name
+    contact: str = ""  # where every rule notifies; one of contacts
+    contacts: tuple[ContactConfig, ...] = ()
+    rules: tuple[RuleConfig, ...] = ()
+
+
 @dataclass(frozen=True)
 class InputConfig:
     """One ``[[inputs.<type>]]`` table: the shared keys, and the input's own options."""
@@ -144,6 +198,7 @@ class Config:
     influxdb: InfluxConfig = field(default_factory=InfluxConfig)
     grafana: GrafanaConfig = field(default_factory=GrafanaConfig)
     inputs: tuple[InputConfig, ...] = ()
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
 
 # Credential names used when a *_file key is empty, e.g. with systemd's LoadCredential=.
@@ -171,7 +226,8 @@ class _Parser:
         if not isinstance(table, dict):
             raise self.error(where, f"expected a table, got {_describe(table)}")
         hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        # A field's key in the file is its name, or metadata["key"] ("for" is Python's).
+        fields = {f.metadata.get("key", f.name): f for f in dataclasses.fields(cls) if f.init}
         unknown = sorted(set(table) - set(fields))
         if unknown:
             allowed = ", ".join(sorted([*fields, *also_allowed]))
@@ -180,9 +236,9 @@ class _Parser:
         for name, spec in fields.items():
             key = f"{where}.{name}" if where else name
             if name in table:
-                values[name] = self.value(hints[name], table[name], key)
-            elif hints[name] == Secret | None:
-                values[name] = self.default_secret(where, name)
+                values[spec.name] = self.value(hints[spec.name], table[name], key)
+            elif hints[spec.name] == Secret | None:
+                values[spec.name] = self.default_secret(where, name)
             elif (
                 spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
             ):
@@ -392,7 +448,7 @@ def parse(
 ) -> Config:
     """Validate already-decoded TOML ``data`` (``path`` is used in messages)."""
     parser = _Parser(Path(path), environ, credstore)
-    known = {"agent", "influxdb", "grafana", "inputs"}
+    known = {"agent", "influxdb", "grafana", "inputs", "alerts"}
     for key in data:
         if key not in known:
             raise parser.error(key, f"unknown section; allowed: {', '.join(sorted(known))}")
@@ -406,8 +462,12 @@ def parse(
     if problem := url_problem(grafana.url, ("http", "https")):
         raise parser.error("grafana.url", problem)
 
+    if agent.heartbeat_url and (problem := url_problem(agent.heartbeat_url, ("http", "https"))):
+        raise parser.error("agent.heartbeat_url", problem)
     inputs = _inputs(parser, data.get("inputs", {}), agent)
-    return Config(str(path), agent, influxdb, grafana, inputs)
+    alerts = parser.section(AlertsConfig, data.get("alerts", {}), "alerts")
+    _check_alerts(parser, alerts, inputs)
+    return Config(str(path), agent, influxdb, grafana, inputs, alerts)
 
 
 def _inputs(parser: _Parser, inputs_table: object, agent: AgentConfig) -> tuple[InputConfig, ...]:
@@ -477,3 +537,63 @@ class _InputCommon:
     interval: Duration | None = None
     timeout: Duration | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+
+
+# For each contact point type: the keys it needs (one of a tuple will do).
+CONTACT_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "telegram": (("chat_id",), ("bot_token_file",)),
+    "email": (("addresses",),),
+    "webhook": (("url", "url_file"),),
+    "discord": (("url_file",),),
+    "slack": (("url_file",),),
+    "teams": (("url_file",),),
+    "googlechat": (("url_file",),),
+    "pushover": (("user_key_file",), ("api_token_file",)),
+}
+
+
+def _check_alerts(parser: _Parser, alerts: AlertsConfig, inputs: tuple[InputConfig, ...]) -> None:
+    from pitelemetry.alerting import agent_rules  # noqa: PLC0415 - it imports inputs' kin
+
+    names = _check_contacts(parser, alerts)
+    rule_names: set[str] = set()
+    for index, rule in enumerate(alerts.rules):
+        where = f"alerts.rules[{index}]"
+        if not rule.name.strip() or rule.name in rule_names:
+            raise parser.error(f"{where}.name", f"{rule.name!r}: give each rule a new name")
+        rule_names.add(rule.name)
+        conditions = [rule.above is not None, rule.below is not None, rule.no_data_for is not None]
+        if sum(conditions) != 1:
+            raise parser.error(where, "set exactly one of above, below and no_data_for")
+        if not clean_name(rule.measurement).strip():
+            raise parser.error(f"{where}.measurement", "a measurement is needed")
+        if clean_key(rule.field) in ("", "time"):
+            raise parser.error(f"{where}.field", f"{rule.field!r} cannot be a field")
+        if rule.contact and rule.contact not in names:
+            problem = f"{rule.contact!r} is none of [[alerts.contacts]]"
+            raise parser.error(f"{where}.contact", problem)
+    defaults = {r.name for r in agent_rules()}
+    defaults |= {r.name for item in inputs for r in item.options.alerts()}
+    for index, name in enumerate(alerts.disable):
+        if name not in defaults:
+            problem = f"{name!r} is no default rule; known: {', '.join(sorted(defaults))}"
+            raise parser.error(f"alerts.disable[{index}]", problem)
+
+
+def _check_contacts(parser: _Parser, alerts: AlertsConfig) -> set[str]:
+    names: set[str] = set()
+    for index, contact in enumerate(alerts.contacts):
+        where = f"alerts.contacts[{index}]"
+        if not contact.name.strip() or contact.name in names:
+            raise parser.error(f"{where}.name", f"{contact.name!r}: give each contact a new name")
+        names.add(contact.name)
+        for keys in CONTACT_KEYS[contact.type]:
+            if not any(getattr(contact, key) for key in keys):
+                raise parser.error(
+                    f"{where}.{keys[0]}", f"a {contact.type} contact needs {' or '.join(keys)}"
+                )
+        if contact.url and (problem := url_problem(contact.url, ("http", "https"))):
+            raise parser.error(f"{where}.url", problem)
+    if alerts.contact and alerts.contact not in names:
+        raise parser.error("alerts.contact", f"{alerts.contact!r} is none of [[alerts.contacts]]")
+    return names

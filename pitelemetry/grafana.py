@@ -1,6 +1,9 @@
 """A small typed client for the Grafana HTTP API endpoints provisioning needs.
 
-Health, data sources, folders and dashboards, as documented for Grafana 11 to 13.
+Health, data sources, folders, dashboards, and alerting's provisioning API (rule
+groups, contact points, the notification-policy tree, a receiver test), as documented
+for Grafana 11 to 13. Alerting writes send ``X-Disable-Provenance``, so what
+pitelemetry provisions stays editable in Grafana's UI.
 Errors are translated at this boundary into :class:`GrafanaError` subclasses that say
 what failed and how to fix it; callers branch on the type and on ``status_text``
 (Grafana's own machine-readable ``status``, such as ``version-mismatch``).
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -51,10 +55,12 @@ class GrafanaClient:
         elif username:
             self.session.auth = (username, password)
 
-    def _request(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
+    def _request(
+        self, method: str, path: str, body: object = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
         try:
             response = self.session.request(
-                method, self.url + path, json=body, timeout=self.timeout
+                method, self.url + path, json=body, timeout=self.timeout, headers=headers
             )
         except requests.RequestException as exc:
             raise GrafanaUnreachableError(
@@ -80,8 +86,15 @@ class GrafanaClient:
             raise GrafanaUnreachableError(f"Grafana at {self.url} is starting (503)", status)
         return status, data
 
-    def _expect(self, method: str, path: str, body: object, ok: tuple[int, ...]) -> Any:
-        status, data = self._request(method, path, body)
+    def _expect(
+        self,
+        method: str,
+        path: str,
+        body: object,
+        ok: tuple[int, ...],
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        status, data = self._request(method, path, body, headers)
         if status not in ok:
             message = data.get("message", "") if isinstance(data, dict) else str(data)
             status_text = data.get("status", "") if isinstance(data, dict) else ""
@@ -160,3 +173,62 @@ class GrafanaClient:
         }
         data: dict[str, Any] = self._expect("POST", "/api/dashboards/db", body, (200,))
         return data
+
+    # -- alerting provisioning -------------------------------------------------------------
+
+    def get_rule_group(self, folder_uid: str, group: str) -> dict[str, Any] | None:
+        path = f"{ALERTING}/folder/{folder_uid}/rule-groups/{group}"
+        status, data = self._request("GET", path)
+        if status == 404:
+            return None
+        if status != 200 or not isinstance(data, dict):
+            raise GrafanaError(f"Grafana answered GET rule group {group} with {status}", status)
+        return data
+
+    def put_rule_group(self, folder_uid: str, group: dict[str, Any]) -> None:
+        path = f"{ALERTING}/folder/{folder_uid}/rule-groups/{group['title']}"
+        self._expect("PUT", path, group, (200,), UNLOCKED)
+
+    def contact_points(self, name: str = "") -> list[dict[str, Any]]:
+        path = f"{ALERTING}/contact-points" + (f"?name={quote(name)}" if name else "")
+        data = self._expect("GET", path, None, (200,))
+        return data if isinstance(data, list) else []
+
+    def create_contact_point(self, body: dict[str, Any]) -> None:
+        self._expect("POST", f"{ALERTING}/contact-points", body, (202,), UNLOCKED)
+
+    def update_contact_point(self, uid: str, body: dict[str, Any]) -> None:
+        self._expect("PUT", f"{ALERTING}/contact-points/{uid}", body, (202,), UNLOCKED)
+
+    def policies(self) -> dict[str, Any]:
+        data = self._expect("GET", f"{ALERTING}/policies", None, (200,))
+        return data if isinstance(data, dict) else {}
+
+    def put_policies(self, tree: dict[str, Any]) -> None:
+        """Replaces the whole tree (there is no other way): read, merge, put."""
+        self._expect("PUT", f"{ALERTING}/policies", tree, (202,), UNLOCKED)
+
+    def test_receiver(self, point: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Send a test notification through ``point``; (status, Grafana's answer)."""
+        body = {
+            "alert": {
+                "labels": {"alertname": "pitelemetry test"},
+                "annotations": {"summary": "A test from pitelemetry: this contact works."},
+            },
+            "receivers": [
+                {
+                    "name": point["name"],
+                    "grafana_managed_receiver_configs": [
+                        {k: v for k, v in point.items() if k != "uid"}
+                    ],
+                }
+            ],
+        }
+        path = "/api/alertmanager/grafana/config/api/v1/receivers/test"
+        status, data = self._request("POST", path, body)
+        return status, data if isinstance(data, dict) else {}
+
+
+ALERTING = "/api/v1/provisioning"
+# Without it Grafana marks what we write "provisioned" and locks it in the UI.
+UNLOCKED = {"X-Disable-Provenance": "true"}

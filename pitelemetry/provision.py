@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import re
 import urllib.parse
 from collections.abc import Iterator
@@ -27,14 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pitelemetry import __version__, dashboards, influxql
-from pitelemetry.config import Config
+from pitelemetry import __version__, alerting, dashboards, influxql, statefile
+from pitelemetry.config import Config, ContactConfig, secret_objects
 from pitelemetry.grafana import GrafanaClient, GrafanaError, GrafanaUnreachableError
 from pitelemetry.influxql import ident
 from pitelemetry.writer import AuthError, WriteError, api_for_version, wait_for
 
 CQ_NAME = "pitelemetry_downsample"
 LONG_RP = "downsampled"
+log = logging.getLogger(__name__)
 HASH_TAG = "pitelemetry:"
 
 
@@ -470,6 +472,7 @@ class GrafanaSide:
             yield self._folder()
             for dashboard in dashboards.generate(self.config):
                 yield self._dashboard(dashboard)
+            yield from self._alerting()
         except GrafanaError as exc:
             raise ProvisionError(str(exc)) from None
 
@@ -519,6 +522,121 @@ class GrafanaSide:
         if not self.dry_run:
             self.client.save_dashboard(new, self.config.grafana.folder_uid, message)
         return Change(_would("updated", self.dry_run), subject, url)
+
+    # -- alerting ----------------------------------------------------------------------------
+
+    def _alerting(self) -> Iterator[Change]:
+        """Contact points, the rule group and our notification-policy route."""
+        alerts = self.config.alerts
+        rules = alerting.rules_of(self.config)
+        if not rules and not alerts.contacts:
+            return
+        hashes_file = Path(self.config.agent.state_dir) / CONTACT_HASHES
+        known = statefile.read_json(hashes_file, _string_map, "contact points are re-sent") or {}
+        sent = dict(known)
+        for contact in alerts.contacts:
+            yield self._contact_point(contact, sent)
+        yield from self._rules(rules)
+        receiver = alerts.contact or (alerts.contacts[0].name if len(alerts.contacts) == 1 else "")
+        if receiver:
+            yield self._route(receiver)
+        if sent != known and not self.dry_run:
+            try:
+                statefile.write_atomic(hashes_file, json.dumps(sent, sort_keys=True))
+            except OSError as exc:
+                log.warning("cannot keep contact point hashes in %s: %s", hashes_file, exc)
+
+    def _contact_point(self, contact: ContactConfig, sent: dict[str, str]) -> Change:
+        point = alerting.contact_point(contact)
+        uid, desired = point["uid"], alerting.contact_hash(point)
+        subject = f"contact point {contact.name!r} ({contact.type})"
+        stored = [p for p in self.client.contact_points(contact.name) if p.get("uid") == uid]
+        if not stored:
+            if not self.dry_run:
+                self.client.create_contact_point(point)
+                sent[uid] = desired
+            return Change(_would("created", self.dry_run), subject)
+        secret = alerting.secret_keys(contact)
+        public = {k: v for k, v in point["settings"].items() if k not in secret}
+        stored_public = {
+            k: v for k, v in (stored[0].get("settings") or {}).items() if k not in secret
+        }
+        edited = stored_public != public or stored[0].get("type") != contact.type
+        if sent.get(uid) == desired and not self.force:
+            if edited:
+                return Change("kept", subject, "edited in Grafana; --force replaces it")
+            return Change("unchanged", subject)
+        if not self.dry_run:
+            self.client.update_contact_point(uid, point)
+            sent[uid] = desired
+        return Change(_would("updated", self.dry_run), subject)
+
+    def _rules(self, rules: list[tuple[alerting.AlertRule, str]]) -> Iterator[Change]:
+        grafana = self.config.grafana
+        folder = grafana.folder_uid
+        group = self.client.get_rule_group(folder, alerting.RULE_GROUP)
+        stored = {r.get("uid"): r for r in (group or {}).get("rules") or []}
+        body: list[dict[str, Any]] = []
+        changed = False
+        for rule, receiver in rules:
+            desired = alerting.grafana_rule(rule, grafana.datasource_uid, folder, receiver)
+            subject = f"alert rule {rule.title!r}"
+            old = stored.pop(desired["uid"], None)
+            if old is None:
+                action = _would("created", self.dry_run)
+            elif alerting.edited(old) and not self.force:
+                body.append(_writable(old))
+                yield Change("kept", subject, "edited in Grafana; --force replaces it")
+                continue
+            elif alerting.rule_hash(old) == alerting.rule_hash(desired):
+                action = "unchanged"
+            else:
+                action = _would("updated", self.dry_run)
+            changed = changed or action != "unchanged"
+            body.append(desired)
+            yield Change(action, subject)
+        for old in stored.values():
+            labels = old.get("labels") or {}
+            if labels.get(alerting.MANAGED_LABEL[0]) == alerting.MANAGED_LABEL[1]:
+                changed = True  # ours, no longer configured: left out of the group, deleted
+                yield Change(_would("removed", self.dry_run), f"alert rule {old.get('title')!r}")
+            else:
+                body.append(_writable(old))  # someone's own rule in our group: kept
+        if changed and not self.dry_run:
+            self.client.put_rule_group(
+                folder,
+                {
+                    "title": alerting.RULE_GROUP,
+                    "folderUid": folder,
+                    "interval": alerting.GROUP_INTERVAL_S,
+                    "rules": body,
+                },
+            )
+
+    def _route(self, receiver: str) -> Change:
+        subject = f"notification route to {receiver!r} for pitelemetry's alerts"
+        tree = self.client.policies()
+        merged = alerting.merge_route(tree, receiver)
+        current = {k: v for k, v in tree.items() if k != "provenance"}
+        if merged == current:
+            return Change("unchanged", subject)
+        if not self.dry_run:
+            self.client.put_policies(merged)
+        return Change(_would("updated", self.dry_run), subject, "other routes kept as they are")
+
+
+CONTACT_HASHES = "grafana-contact-points.json"
+
+
+def _string_map(data: Any) -> dict[str, str]:
+    if not isinstance(data, dict):
+        raise TypeError("not an object")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def _writable(rule: dict[str, Any]) -> dict[str, Any]:
+    """A rule as read, without what Grafana adds and takes no part in a PUT."""
+    return {k: v for k, v in rule.items() if k not in ("id", "updated", "provenance")}
 
 
 # -- files -------------------------------------------------------------------------------
@@ -600,13 +718,8 @@ def config_fingerprint(config: Config) -> str:
     """A hash of what provisioning depends on: the config file, the secrets, the version.
     Secrets enter only hashed; the stamp file never holds them."""
     digest = hashlib.sha256(Path(config.path).read_bytes())
-    for secret in (
-        config.influxdb.password_file,
-        config.influxdb.token_file,
-        config.grafana.token_file,
-        config.grafana.password_file,
-    ):
-        digest.update(b"\0" + (secret.reveal().encode() if secret else b""))
+    for secret in secret_objects(config):  # a new token in a file changes nothing else
+        digest.update(b"\0" + secret.reveal().encode())
     digest.update(__version__.encode())
     return digest.hexdigest()
 

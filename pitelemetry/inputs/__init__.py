@@ -10,7 +10,8 @@ The contract, all of it declared here and type-checked:
   one GPIO pin are refused. All of it runs once at config load, before any network or
   hardware is touched: a problem is exit 2 naming the file and key, never a traceback.
 * ``Options.dashboard`` and :meth:`Options.panels`: the Grafana dashboard its panels go
-  on and the panels, made with :mod:`pitelemetry.panels`.
+  on and the panels, made with :mod:`pitelemetry.panels`; :meth:`Options.alerts` its
+  default alert rules (:mod:`pitelemetry.alerting`).
 * :class:`Input`: ``collect()`` yields fresh :class:`~pitelemetry.point.Point` objects
   every call (or ``start()`` keeps ``emit`` for events); ``discover()`` says what
   ``pitelemetry sensors`` finds of its kind. Inputs never talk to InfluxDB.
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 if TYPE_CHECKING:
+    from pitelemetry.alerting import AlertRule
     from pitelemetry.config import AgentConfig, InputConfig
     from pitelemetry.panels import Panel
     from pitelemetry.point import Point
@@ -68,6 +70,12 @@ class Options:
     def panels(self) -> Iterator[Panel]:
         """This input's Grafana panels (see :mod:`pitelemetry.panels`). Identical panels
         from two inputs appear once. The default has none."""
+        return iter(())
+
+    def alerts(self) -> Iterator[AlertRule]:
+        """This input's default alert rules (see :mod:`pitelemetry.alerting`), on unless
+        ``[alerts] defaults = false`` or named in ``[alerts] disable``. Rules of one name
+        from two inputs must be the same rule. The default has none."""
         return iter(())
 
 

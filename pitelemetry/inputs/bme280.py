@@ -34,8 +34,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from pitelemetry.alerting import AlertRule
 from pitelemetry.inputs import Host, Input, InputError, Options, i2c_problems, name_problems
-from pitelemetry.inputs.sensors import access_hint, environment_panels
+from pitelemetry.inputs.sensors import SENSOR_SILENT, access_hint, environment_panels
 from pitelemetry.panels import Panel
 from pitelemetry.point import Point
 
@@ -92,6 +93,9 @@ class BME280Options(Options):
 
     def sensor_names(self) -> Iterator[tuple[str, str]]:
         yield "name", self.sensor
+
+    def alerts(self) -> Iterator[AlertRule]:
+        yield SENSOR_SILENT
 
     def panels(self) -> Iterator[Panel]:
         return environment_panels(self.sensor, pressure=True)

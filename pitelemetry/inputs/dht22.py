@@ -36,8 +36,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pitelemetry.alerting import AlertRule
 from pitelemetry.inputs import Host, Input, InputError, Options, name_problems
-from pitelemetry.inputs.sensors import environment_panels
+from pitelemetry.inputs.sensors import SENSOR_SILENT, environment_panels
 from pitelemetry.panels import Panel
 from pitelemetry.point import Point
 
@@ -71,6 +72,9 @@ class DHT22Options(Options):
     def sensor_names(self) -> Iterator[tuple[str, str]]:
         if self.name or self.device:
             yield ("name" if self.name else "device"), self.name or self.device
+
+    def alerts(self) -> Iterator[AlertRule]:
+        yield SENSOR_SILENT
 
     def panels(self) -> Iterator[Panel]:
         name = self.name or self.device

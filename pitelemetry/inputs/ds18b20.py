@@ -34,8 +34,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pitelemetry.alerting import AlertRule
 from pitelemetry.inputs import Host, Input, InputError, Options, name_problems
-from pitelemetry.inputs.sensors import SensorWatch
+from pitelemetry.inputs.sensors import SENSOR_SILENT, SensorWatch
 from pitelemetry.panels import Panel, select, tag, target, timeseries
 from pitelemetry.point import Point
 
@@ -57,6 +58,9 @@ class DS18B20Options(Options):
 
     def sensor_names(self) -> Iterator[tuple[str, str]]:
         return ((f"names.{rom}", name) for rom, name in self.names.items() if name)
+
+    def alerts(self) -> Iterator[AlertRule]:
+        yield SENSOR_SILENT
 
     def panels(self) -> Iterator[Panel]:
         for room in sorted({name for name in self.names.values() if name}):

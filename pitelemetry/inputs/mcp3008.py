@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pitelemetry.alerting import AlertRule
 from pitelemetry.inputs import Input, InputError, Options, name_problems
 from pitelemetry.panels import Panel, field, select, tag, target, timeseries
 from pitelemetry.point import Point, clean_key
@@ -84,6 +85,17 @@ class MCP3008Options(Options):
 
     def sensor_names(self) -> Iterator[tuple[str, str]]:
         yield "name", self.sensor
+
+    def alerts(self) -> Iterator[AlertRule]:
+        yield AlertRule(
+            "analog_sensor_silent",
+            "Analog sensor silent",
+            "environment",
+            "raw",
+            {"sensor": "mcp3008"},
+            by=("name",),
+            silent_for_s=1800,
+        )
 
     def panels(self) -> Iterator[Panel]:
         where = f'"sensor" = \'mcp3008\' AND "name" = {tag(self.sensor)}'

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pitelemetry import statefile
+from pitelemetry.alerting import AlertRule
 from pitelemetry.inputs import Input, Options, name_problems, pin_problems
 from pitelemetry.inputs.sensors import open_gpio_input
 from pitelemetry.panels import Panel, select, tag, target, timeseries
@@ -100,6 +101,19 @@ class PulseOptions(Options):
 
     def sensor_names(self) -> Iterator[tuple[str, str]]:
         yield "name", self.sensor
+
+    def alerts(self) -> Iterator[AlertRule]:
+        # Not one pulse in a day: the meter, its wiring or the pin stopped counting.
+        yield AlertRule(
+            "meter_stuck",
+            "Meter counted nothing for a day",
+            "meter",
+            "pulses",
+            by=("name",),
+            below=0.5,
+            aggregate="spread",
+            window_s=86400,
+        )
 
     def panels(self) -> Iterator[Panel]:
         rate, total, rate_unit, total_unit, words = PANELS[self.kind]

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from pitelemetry.alerting import AlertRule
 from pitelemetry.inputs import InputError
 from pitelemetry.logs import StateLog
 from pitelemetry.panels import Panel, select, tag, target, timeseries
@@ -109,3 +110,15 @@ def environment_panels(name: str, *, pressure: bool, where: str = "") -> Iterato
         yield timeseries(
             f"{name} pressure", [target(pressure_query, alias="$tag_host")], "pressurehpa"
         )
+
+
+# Every environment sensor that writes a temperature, silent for 30 minutes: one rule
+# for DS18B20, BME280 and DHT22 alike, one alert per Pi and sensor.
+SENSOR_SILENT = AlertRule(
+    "sensor_silent",
+    "Sensor silent",
+    "environment",
+    "temperature_c",
+    by=("sensor", "name"),
+    silent_for_s=1800,
+)

@@ -55,6 +55,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pitelemetry.alerting import AlertRule
 from pitelemetry.inputs import Input, InputError, Options
 from pitelemetry.logs import StateLog
 from pitelemetry.panels import Panel, select, sized, state_timeline, target, timeseries
@@ -104,6 +105,40 @@ class SystemOptions(Options):
         for index, interface in enumerate(self.interfaces):
             if not interface or "/" in interface or len(interface) > 15:
                 yield f"interfaces[{index}]", f"{interface!r} is not a network interface name"
+
+    def alerts(self) -> Iterator[AlertRule]:
+        # The firmware's "under-voltage now" bit in any sample of the last 2 minutes.
+        yield AlertRule(
+            "pi_under_voltage",
+            "Pi under-voltage",
+            "pi",
+            "cpu_temp_c",
+            true_field="under_voltage",
+            above=0,
+            aggregate="count",
+            window_s=120,
+            severity="critical",
+        )
+        yield AlertRule(
+            "cpu_temperature",
+            "CPU at or above 80 °C",
+            "pi",
+            "cpu_temp_c",
+            above=79.99,
+            window_s=60,
+            for_s=300,
+            unit="°C",
+        )
+        yield AlertRule(
+            "disk_full",
+            "Disk at or above 90 % used",
+            "disk",
+            "used_pct",
+            by=("path",),
+            above=89.99,
+            aggregate="last",
+            unit="%",
+        )
 
     def panels(self) -> Iterator[Panel]:
         cpu = select('mean("usage_pct")', "cpu", "\"cpu\" = 'cpu-total'")
