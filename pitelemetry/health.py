@@ -142,6 +142,8 @@ class AgentHealth(Input):
             "write_latency_ms": float(state["influxdb"]["write_latency_ms"]),
             "clock_trusted": state["clock"]["trusted"],
             "uptime_s": time.time() - state["started"],
+            # How far behind the spool is: the age of its oldest point (0: empty).
+            "spool_oldest_age_s": max(0.0, time.time() - (state["spool"]["oldest"] or time.time())),
         }
         fields.update({f"dropped_{reason}": dropped.get(reason, 0) for reason in DROP_REASONS})
         rss = read_rss_bytes()
