@@ -24,6 +24,7 @@ from pitelemetry import __version__, health
 from pitelemetry.clock import Clock
 from pitelemetry.collector import Collector, RunningInput
 from pitelemetry.config import Config, ConfigError, InputConfig, load
+from pitelemetry.heartbeat import Heartbeat
 from pitelemetry.inputs import registry
 from pitelemetry.logs import StateLog
 from pitelemetry.pipeline import Pipeline
@@ -105,6 +106,23 @@ class Agent:
         self._clock_was_trusted = False
         # A write may take its timeout, a few times over while splitting a batch.
         self._writer_grace = max(30.0, 3 * config.influxdb.timeout)
+        self.heartbeat = (
+            Heartbeat(agent.heartbeat_url, agent.heartbeat_style) if agent.heartbeat_url else None
+        )
+        self._spool_at_beat = self.pipeline.spool_points
+
+    def health_problem(self) -> str:
+        """Why the heartbeat reports a failure, or "" while writes go well: failing
+        writes, a stuck writer, or a spool that grew since the last beat."""
+        stats = self.pipeline.stats
+        if stats.outage_since is not None:
+            return f"writes to InfluxDB failing since {time.ctime(stats.outage_since)}"
+        if not self.pipeline.alive(self._writer_grace):
+            return "the writer thread is stuck"
+        spooled = self.pipeline.spool_points
+        grew = spooled > self._spool_at_beat
+        self._spool_at_beat = spooled
+        return f"the spool keeps growing ({spooled} points waiting)" if grew else ""
 
     def event(self, kind: str, title: str, text: str) -> None:
         """An annotation for Grafana: measurement ``events``, tag ``kind``."""
@@ -154,10 +172,14 @@ class Agent:
         self.collector.start()
         self.event("start", "pitelemetry started", f"version {self.version}; inputs: {names}")
         self.notifier.notify("READY=1", f"STATUS={self.summary()}")
-        next_state = 0.0
+        next_state = next_beat = 0.0
         while not self._stop.is_set():
             idle = self.collector.run_pending()
             self._watch_clock()
+            if self.heartbeat is not None and time.monotonic() >= next_beat:
+                problem = self.health_problem()
+                self.heartbeat.beat(not problem, problem)
+                next_beat = time.monotonic() + self.config.agent.heartbeat_interval
             if time.monotonic() >= next_state:
                 self._write_state()
                 self.notifier.notify(f"STATUS={self.summary()}")

@@ -372,8 +372,10 @@ def secret_objects(value: object) -> list[Secret]:
 
 
 def secrets_of(config: Config) -> list[str]:
-    """The values of every secret in ``config`` (for the log's redaction)."""
-    return [secret.reveal() for secret in secret_objects(config)]
+    """The values of every secret in ``config`` (for the log's redaction); the heartbeat
+    URL is one, though written in the file."""
+    secrets = [secret.reveal() for secret in secret_objects(config)]
+    return secrets + ([config.agent.heartbeat_url] if config.agent.heartbeat_url else [])
 
 
 def _read_secret(path: Path) -> str:
