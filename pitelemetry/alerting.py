@@ -81,6 +81,15 @@ class AlertRule:
             )
         return f"SELECT {self.aggregate}({column}) {source} GROUP BY {groups}"
 
+    def probe_query(self) -> str:
+        """Whether the rule has anything to watch: its series over the last day (or its
+        window), whatever their values. ``pitelemetry check`` runs it."""
+        probe = dataclasses.replace(
+            self, true_field="", silent_for_s=None, aggregate="count", above=0.0
+        )
+        seconds = max(self.window_s, SILENCE_WINDOW_S)
+        return probe.query().replace("$timeFilter", f"time > now() - {round(seconds)}s")
+
     def summary(self) -> str:
         """The notification's text: which Pi and sensor, and the value."""
         who = " ".join("{{ $labels." + tag + " }}" for tag in ("host", *self.by))

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pitelemetry import influxql
+from pitelemetry import alerting, influxql
 from pitelemetry.agent import build_inputs
 from pitelemetry.clock import Clock
 from pitelemetry.collector import Collector
@@ -36,6 +36,7 @@ def run_checks(config: Config) -> Iterator[CheckResult]:
     yield _check_state_dir(Path(config.agent.state_dir))
     yield from _check_secret_files(config)
     yield from _check_inputs(config)
+    yield from _check_alerts(config)
 
 
 def _check_secret_files(config: Config) -> Iterator[CheckResult]:
@@ -123,6 +124,40 @@ def _check_influxdb(config: Config) -> CheckResult:
             f"{where}: database {influx.database!r} does not exist; run `pitelemetry provision`",
         )
     return CheckResult("influxdb", True, f"{where}, database {influx.database!r} exists")
+
+
+def _check_alerts(config: Config) -> Iterator[CheckResult]:
+    """The contact points and rules provision registers, and whether each rule's
+    measurement and tags have series: a rule on a misspelt field never fires. A rule of
+    your own without data fails; a default one is only listed (a new install has no
+    data yet)."""
+    for contact in config.alerts.contacts:
+        yield CheckResult("alerts", True, f"contact point {contact.name!r} ({contact.type})")
+    influx = config.influxdb
+    password = influx.password_file.reveal() if influx.password_file else ""
+    own = {"rule-" + alerting.slug(rule.name) for rule in config.alerts.rules}
+    for rule, _ in alerting.rules_of(config):
+        try:
+            results = influxql.query(
+                influx.url,
+                rule.probe_query(),
+                database=influx.bucket or influx.database,
+                username=influx.username,
+                password=password,
+                timeout=influx.timeout,
+            )
+            series = len(results[0].get("series") or []) if results else 0
+        except (WriteError, ValueError) as exc:
+            yield CheckResult("alerts", True, f"alert rules not checked: {exc}")
+            return
+        if series:
+            yield CheckResult("alerts", True, f"rule {rule.title!r} watches {series} series")
+        else:
+            yield CheckResult(
+                "alerts",
+                rule.name not in own,
+                f"rule {rule.title!r} finds no series yet: {rule.probe_query()}",
+            )
 
 
 def _check_inputs(config: Config) -> Iterator[CheckResult]:

@@ -34,6 +34,7 @@ commands:
   provision  create the InfluxDB database and the Grafana data source and dashboards
   sensors find attached sensors and print a config snippet for them
   backfill  write the configured symbols' daily history (--days N) to InfluxDB
+  alerts test [CONTACT]  send a test notification through Grafana to a contact point
 """
 
 
@@ -108,6 +109,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="do nothing if FILE says this config was provisioned; update FILE after a run",
     )
+    alerts = commands.add_parser("alerts", help="alert contact points")
+    alert_commands = alerts.add_subparsers(dest="alerts_command", metavar="ACTION", required=True)
+    test = alert_commands.add_parser(
+        "test", parents=[common], help="send a test notification to each contact point"
+    )
+    test.add_argument("contact", nargs="?", help="only this [[alerts.contacts]] name")
     return parser
 
 
@@ -141,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _provision(config, args)
     if args.command == "backfill":
         return _backfill(config, args.days)
+    if args.command == "alerts":
+        return _alerts_test(config, args.contact)
     if args.command == "once":
         return _once(config, args.inputs or [])
     handler = {"run": _run, "check": _check}[args.command]
@@ -158,6 +167,48 @@ def _backfill(config: Config, days: int) -> int:
         print("pitelemetry backfill: --days must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_FAILURE if backfill(config, days) else EXIT_OK
+
+
+def _alerts_test(config: Config, name: str | None) -> int:
+    from pitelemetry import alerting  # noqa: PLC0415
+    from pitelemetry.grafana import GrafanaClient, GrafanaError  # noqa: PLC0415
+
+    contacts = [c for c in config.alerts.contacts if name in (None, c.name)]
+    if not contacts:
+        known = ", ".join(c.name for c in config.alerts.contacts) or "none"
+        print(
+            f"pitelemetry alerts test: no contact {name or ''!r}; known: {known}", file=sys.stderr
+        )
+        return EXIT_USAGE
+    grafana = config.grafana
+    client = GrafanaClient(
+        grafana.url,
+        token=grafana.token_file.reveal() if grafana.token_file else "",
+        username=grafana.username,
+        password=grafana.password_file.reveal() if grafana.password_file else "",
+        timeout=grafana.timeout,
+    )
+    failed = False
+    for contact in contacts:
+        try:
+            status, answer = client.test_receiver(alerting.contact_point(contact))
+        except GrafanaError as exc:
+            print(f"FAIL {contact.name}: {exc}")
+            failed = True
+            continue
+        results = [
+            c
+            for r in answer.get("receivers") or []
+            for c in r.get("grafana_managed_receiver_configs") or []
+        ]
+        errors = [r.get("error", "") for r in results if r.get("status") != "ok"]
+        if status == 200 and results and not errors:
+            print(f"ok   {contact.name} ({contact.type}): Grafana sent a test notification")
+        else:
+            reason = "; ".join(e for e in errors if e) or answer.get("message") or f"HTTP {status}"
+            print(f"FAIL {contact.name} ({contact.type}): {reason}")
+            failed = True
+    return EXIT_FAILURE if failed else EXIT_OK
 
 
 def _run(config: Config) -> int:

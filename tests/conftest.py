@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,3 +79,14 @@ def quotes() -> Iterator[QuoteServer]:
     server = QuoteServer()
     yield server
     server.close()
+
+
+@pytest.fixture(autouse=True)
+def _root_logging() -> Iterator[None]:
+    """``cli.main`` run in-process points the root logger at that moment's stderr;
+    put back what was there, so a later test does not log into a closed capture."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

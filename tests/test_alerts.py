@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pitelemetry import alerting
+from pitelemetry import alerting, check, cli
 from pitelemetry.config import Config, ConfigError, load
 from pitelemetry.provision import Change, provision
 from tests.fake_grafana import TOKEN, FakeGrafana
@@ -219,3 +219,34 @@ def test_durations_are_sent_as_grafana_stores_them() -> None:
         "1m30s",
         "1w",
     ]
+
+
+def test_alerts_test_sends_through_grafana(
+    tmp_path: Path, influxdb: InfluxDB1, grafana: FakeGrafana, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = freezer_config(tmp_path, influxdb, grafana)
+    assert cli.main(["alerts", "test", "--config", config.path]) == 0
+    out = capsys.readouterr().out
+    assert "ok   phone (telegram): Grafana sent a test notification" in out
+    [sent] = grafana.state.tested
+    settings = sent["receivers"][0]["grafana_managed_receiver_configs"][0]["settings"]
+    assert settings == {"chatid": "123456789", "bottoken": BOT_TOKEN}
+    assert BOT_TOKEN not in out
+    assert cli.main(["alerts", "test", "nobody", "--config", config.path]) == 2
+
+
+def test_check_lists_contacts_and_flags_a_rule_without_series(
+    tmp_path: Path, influxdb: InfluxDB1, grafana: FakeGrafana
+) -> None:
+    config = freezer_config(tmp_path, influxdb, grafana)
+    influxdb.create_database("alerts")  # provision's job; nothing written to it yet
+    try:
+        lines = [r.render() for r in check.run_checks(config)]
+    finally:
+        influxdb.drop_database("alerts")
+    said = {line.split(None, 2)[2]: line.split()[0] for line in lines if " alerts " in line}
+    assert said["contact point 'phone' (telegram)"] == "ok"
+    # Nothing was written: the user's rules fail, the defaults are listed.
+    verdicts = {text.split(" finds")[0]: verdict for text, verdict in said.items()}
+    assert verdicts["rule 'Freezer too warm'"] == "FAIL"
+    assert verdicts["rule 'Pi silent'"] == "ok"
