@@ -704,11 +704,56 @@ def write_files_to(
     for dashboard in dashboards.generate(config):
         path = directory / "dashboards" / f"{dashboard['uid']}.json"
         targets[path] = json.dumps(stamp(dashboard), indent=2, sort_keys=True)
+    if alerting_files := _alerting_file(config):
+        targets[directory / "provisioning" / "alerting" / "pitelemetry.yaml"] = alerting_files
     for path, text in targets.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text + "\n")
         written.append(path)
     return written
+
+
+def _alerting_file(config: Config) -> str:
+    """Grafana's alerting provisioning file (JSON, which YAML reads): the rule group and
+    the contact points. Secrets stay in their files, read by Grafana through
+    ``$__file{...}``; the rules name the default contact themselves
+    (``notification_settings``), since a policy tree from a file would replace yours."""
+    grafana = config.grafana
+    alerts = config.alerts
+    default = alerts.contact or (alerts.contacts[0].name if len(alerts.contacts) == 1 else "")
+    rules = [
+        alerting.grafana_rule(rule, grafana.datasource_uid, grafana.folder_uid, contact or default)
+        for rule, contact in alerting.rules_of(config)
+    ]
+    if not rules and not alerts.contacts:
+        return ""
+    for rule in rules:
+        for key in ("folderUID", "ruleGroup"):
+            rule.pop(key)
+    points = []
+    for contact in alerts.contacts:
+        point = alerting.contact_point(contact)
+        for key, grafana_key in alerting.CONTACT_SETTINGS[contact.type]:
+            secret = getattr(contact, key)
+            if key.endswith("_file") and secret is not None:
+                point["settings"][grafana_key] = f"$__file{{{secret.source}}}"
+        name = point.pop("name")
+        points.append({"orgId": 1, "name": name, "receivers": [point]})
+    document: dict[str, Any] = {"apiVersion": 1}
+    if rules:
+        document["groups"] = [
+            {
+                "orgId": 1,
+                "name": alerting.RULE_GROUP,
+                "folder": grafana.folder,
+                "interval": alerting.prom_duration(alerting.GROUP_INTERVAL_S),
+                "rules": rules,
+            }
+        ]
+    if points:
+        document["contactPoints"] = points
+    header = "# Made by pitelemetry provision --write-files; do not edit, re-run it.\n"
+    return header + json.dumps(document, indent=2, ensure_ascii=False)
 
 
 # -- the command -------------------------------------------------------------------------

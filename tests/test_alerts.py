@@ -3,6 +3,7 @@ Grafana (which follows Grafana's alerting provisioning contract), InfluxDB real.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from pitelemetry import alerting, check, cli
 from pitelemetry.config import Config, ConfigError, load
-from pitelemetry.provision import Change, provision
+from pitelemetry.provision import Change, provision, write_files_to
 from tests.fake_grafana import TOKEN, FakeGrafana
 from tests.servers import InfluxDB1
 
@@ -250,3 +251,21 @@ def test_check_lists_contacts_and_flags_a_rule_without_series(
     verdicts = {text.split(" finds")[0]: verdict for text, verdict in said.items()}
     assert verdicts["rule 'Freezer too warm'"] == "FAIL"
     assert verdicts["rule 'Pi silent'"] == "ok"
+
+
+def test_write_files_gives_grafanas_alerting_file_without_secrets(
+    tmp_path: Path, influxdb: InfluxDB1, grafana: FakeGrafana
+) -> None:
+    config = freezer_config(tmp_path, influxdb, grafana)
+    written = write_files_to(config, tmp_path / "out")
+    [path] = [p for p in written if "alerting" in p.parts]
+    text = path.read_text()
+    assert BOT_TOKEN not in text
+    document = json.loads(text.split("\n", 1)[1])  # JSON is YAML: Grafana reads it
+    [point] = document["contactPoints"]
+    assert point["receivers"][0]["settings"]["bottoken"] == f"$__file{{{tmp_path}/telegram.token}}"
+    [group] = document["groups"]
+    assert group["folder"] == "Pi telemetry"
+    assert group["interval"] == "1m"
+    receivers = {r["notification_settings"]["receiver"] for r in group["rules"]}
+    assert receivers == {"phone"}  # the route, without replacing the user's policy tree
