@@ -16,7 +16,9 @@ UNIT_DIR=/usr/local/lib/systemd/system
 SYSUSERS=/etc/sysusers.d/pitelemetry.conf
 UNITS=(pitelemetry.service pitelemetry-provision.service pitelemetry-provision.path)
 CREDENTIALS=(influxdb.password influxdb.token grafana.token grafana.password mqtt.password
-    finnhub.key twelvedata.key alphavantage.key stooq.key)
+    finnhub.key twelvedata.key alphavantage.key stooq.key
+    telegram.token pushover.user pushover.token webhook.url webhook.password discord.url
+    slack.url teams.url googlechat.url)
 HARDWARE_GROUPS=(gpio i2c spi video)
 SOURCE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 

@@ -21,7 +21,7 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -339,14 +339,17 @@ CONTACT_SETTINGS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
-def contact_point(contact: ContactConfig) -> dict[str, Any]:
-    """A ``[[alerts.contacts]]`` as Grafana's contact point, secrets revealed: only
-    for Grafana's API, never printed."""
+def contact_point(contact: ContactConfig, reveal: Callable[[str, str], str]) -> dict[str, Any]:
+    """A ``[[alerts.contacts]]`` as Grafana's contact point; ``reveal(key, name)`` gives
+    what a ``*_file`` key's setting holds: the secret (for Grafana's API, never printed)
+    or a reference to its file (for Grafana's provisioning files)."""
     settings: dict[str, Any] = {}
     for key, grafana_key in CONTACT_SETTINGS[contact.type]:
         value = getattr(contact, key)
-        if value:
-            settings[grafana_key] = value.reveal() if hasattr(value, "reveal") else value
+        if value and key.endswith("_file"):
+            settings[grafana_key] = reveal(key, value)
+        elif value:
+            settings[grafana_key] = value
     return {
         "uid": UID_PREFIX + slug(contact.name),
         "name": contact.name,

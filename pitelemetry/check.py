@@ -13,7 +13,7 @@ from pitelemetry import alerting, influxql
 from pitelemetry.agent import build_inputs
 from pitelemetry.clock import Clock
 from pitelemetry.collector import Collector
-from pitelemetry.config import Config, secret_objects
+from pitelemetry.config import Config, ConfigError, contact_secrets, secret_objects
 from pitelemetry.writer import AuthError, WriteError, api_for_version, ping
 
 
@@ -131,7 +131,13 @@ def _check_alerts(config: Config) -> Iterator[CheckResult]:
     measurement and tags have series: a rule on a misspelt field never fires. A rule of
     your own without data fails; a default one is only listed (a new install has no
     data yet)."""
+    reveal = contact_secrets(config)
     for contact in config.alerts.contacts:
+        try:
+            alerting.contact_point(contact, reveal(contact))  # its secrets can be read
+        except ConfigError as exc:
+            yield CheckResult("alerts", False, f"contact point {contact.name!r}: {exc}")
+            continue
         yield CheckResult("alerts", True, f"contact point {contact.name!r} ({contact.type})")
     influx = config.influxdb
     password = influx.password_file.reveal() if influx.password_file else ""

@@ -171,6 +171,7 @@ def _backfill(config: Config, days: int) -> int:
 
 def _alerts_test(config: Config, name: str | None) -> int:
     from pitelemetry import alerting  # noqa: PLC0415
+    from pitelemetry.config import ConfigError, contact_secrets  # noqa: PLC0415
     from pitelemetry.grafana import GrafanaClient, GrafanaError  # noqa: PLC0415
 
     contacts = [c for c in config.alerts.contacts if name in (None, c.name)]
@@ -189,9 +190,13 @@ def _alerts_test(config: Config, name: str | None) -> int:
         timeout=grafana.timeout,
     )
     failed = False
+    reveal = contact_secrets(config)
     for contact in contacts:
         try:
-            status, answer = client.test_receiver(alerting.contact_point(contact))
+            status, answer = client.test_receiver(alerting.contact_point(contact, reveal(contact)))
+        except ConfigError as exc:
+            print(f"pitelemetry alerts test: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         except GrafanaError as exc:
             print(f"FAIL {contact.name}: {exc}")
             failed = True

@@ -18,7 +18,7 @@ import tomllib
 import types
 import typing
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -133,19 +133,21 @@ ContactType = Literal[
 
 @dataclass(frozen=True)
 class ContactConfig:
-    """One ``[[alerts.contacts]]``: a Grafana contact point. Secrets only from files."""
+    """One ``[[alerts.contacts]]``: a Grafana contact point. Secrets only from files,
+    read when provisioning (:func:`read_secret_file`), never by the daemon, which does
+    not need them (its unit does not even receive them)."""
 
     name: str
     type: ContactType
     chat_id: str = ""  # telegram
-    bot_token_file: Secret | None = None  # telegram
+    bot_token_file: SecretFile = SecretFile("")  # telegram
     addresses: str = ""  # email: one or more, separated by ";" or ","
     url: str = ""  # webhook (a URL holding a token belongs in url_file)
-    url_file: Secret | None = None  # webhook, discord, slack, teams, googlechat
+    url_file: SecretFile = SecretFile("")  # webhook, discord, slack, teams, googlechat
     username: str = ""  # webhook basic auth
-    password_file: Secret | None = None  # webhook basic auth
-    user_key_file: Secret | None = None  # pushover
-    api_token_file: Secret | None = None  # pushover
+    password_file: SecretFile = SecretFile("")  # webhook basic auth
+    user_key_file: SecretFile = SecretFile("")  # pushover
+    api_token_file: SecretFile = SecretFile("")  # pushover
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,7 @@ class _Parser:
                 raise self.error(key, "required key is missing")
         return cls(**values)
 
-    def value(self, hint: Any, raw: object, key: str) -> Any:  # noqa: PLR0912
+    def value(self, hint: Any, raw: object, key: str) -> Any:  # noqa: PLR0912, PLR0915
         origin = typing.get_origin(hint)
         if hint is Duration:
             if not isinstance(raw, str):
@@ -268,6 +270,10 @@ class _Parser:
             return Duration(seconds)
         if hint == Secret | None:
             return self.secret(raw, key)
+        if hint is SecretFile:
+            if not isinstance(raw, str):
+                raise self.error(key, f"expected the path of a file, got {_describe(raw)}")
+            return SecretFile(raw)
         if origin is Literal:
             allowed = typing.get_args(hint)
             if raw not in allowed:
@@ -376,6 +382,50 @@ def secrets_of(config: Config) -> list[str]:
     URL is one, though written in the file."""
     secrets = [secret.reveal() for secret in secret_objects(config)]
     return secrets + ([config.agent.heartbeat_url] if config.agent.heartbeat_url else [])
+
+
+def read_secret_file(
+    config: Config,
+    key: str,
+    name: str,
+    environ: Mapping[str, str] | None = None,
+    credstore: Path = CREDSTORE,
+) -> Secret:
+    """The secret a ``SecretFile`` key names, when it is needed (provisioning): an
+    absolute path, or a name in ``$CREDENTIALS_DIRECTORY`` or in ``credstore``.
+    Raises :class:`ConfigError` naming ``key``."""
+    environ = os.environ if environ is None else environ
+    parser = _Parser(Path(config.path), environ, credstore)
+    if not Path(name).is_absolute() and environ.get("CREDENTIALS_DIRECTORY"):
+        try:  # the service's credentials, else the credstore itself (root)
+            secret = parser.secret(name, key)
+        except ConfigError:
+            parser = _Parser(Path(config.path), {}, credstore)
+        else:
+            if secret is not None:
+                return secret
+    secret = parser.secret(name, key)
+    if secret is None:
+        raise ConfigError(config.path, key, "no file named")
+    return secret
+
+
+def contact_secrets(
+    config: Config, environ: Mapping[str, str] | None = None, credstore: Path = CREDSTORE
+) -> Callable[[ContactConfig], Callable[[str, str], str]]:
+    """For one contact, ``reveal(key, name)``: its ``*_file`` secrets, read on demand
+    (:func:`read_secret_file`), errors naming ``alerts.contacts[i].<key>``."""
+
+    def for_contact(contact: ContactConfig) -> Callable[[str, str], str]:
+        index = config.alerts.contacts.index(contact)
+
+        def reveal(key: str, name: str) -> str:
+            where = f"alerts.contacts[{index}].{key}"
+            return read_secret_file(config, where, name, environ, credstore).reveal()
+
+        return reveal
+
+    return for_contact
 
 
 def _read_secret(path: Path) -> str:

@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from pitelemetry import __version__, alerting, dashboards, influxql, statefile
-from pitelemetry.config import Config, ContactConfig, secret_objects
+from pitelemetry.config import (
+    CREDSTORE,
+    Config,
+    ConfigError,
+    ContactConfig,
+    contact_secrets,
+    secret_objects,
+)
 from pitelemetry.grafana import GrafanaClient, GrafanaError, GrafanaUnreachableError
 from pitelemetry.influxql import ident
 from pitelemetry.writer import AuthError, WriteError, api_for_version, wait_for
@@ -547,7 +554,10 @@ class GrafanaSide:
                 log.warning("cannot keep contact point hashes in %s: %s", hashes_file, exc)
 
     def _contact_point(self, contact: ContactConfig, sent: dict[str, str]) -> Change:
-        point = alerting.contact_point(contact)
+        try:
+            point = alerting.contact_point(contact, contact_secrets(self.config)(contact))
+        except ConfigError as exc:
+            raise ProvisionError(str(exc)) from None
         uid, desired = point["uid"], alerting.contact_hash(point)
         subject = f"contact point {contact.name!r} ({contact.type})"
         stored = [p for p in self.client.contact_points(contact.name) if p.get("uid") == uid]
@@ -713,6 +723,13 @@ def write_files_to(
     return written
 
 
+def _file_reference(key: str, name: str) -> str:
+    """A secret for Grafana's provisioning file: ``$__file{<path>}``, which Grafana
+    reads itself (a name is taken to be in ``/etc/credstore``)."""
+    del key
+    return "$__file{" + (name if Path(name).is_absolute() else str(CREDSTORE / name)) + "}"
+
+
 def _alerting_file(config: Config) -> str:
     """Grafana's alerting provisioning file (JSON, which YAML reads): the rule group and
     the contact points. Secrets stay in their files, read by Grafana through
@@ -732,11 +749,7 @@ def _alerting_file(config: Config) -> str:
             rule.pop(key)
     points = []
     for contact in alerts.contacts:
-        point = alerting.contact_point(contact)
-        for key, grafana_key in alerting.CONTACT_SETTINGS[contact.type]:
-            secret = getattr(contact, key)
-            if key.endswith("_file") and secret is not None:
-                point["settings"][grafana_key] = f"$__file{{{secret.source}}}"
+        point = alerting.contact_point(contact, _file_reference)
         name = point.pop("name")
         points.append({"orgId": 1, "name": name, "receivers": [point]})
     document: dict[str, Any] = {"apiVersion": 1}

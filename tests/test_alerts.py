@@ -4,6 +4,7 @@ Grafana (which follows Grafana's alerting provisioning contract), InfluxDB real.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from pitelemetry import alerting, check, cli
 from pitelemetry.config import Config, ConfigError, load
-from pitelemetry.provision import Change, provision, write_files_to
+from pitelemetry.provision import Change, ProvisionError, provision, write_files_to
 from tests.fake_grafana import TOKEN, FakeGrafana
 from tests.servers import InfluxDB1
 
@@ -269,3 +270,18 @@ def test_write_files_gives_grafanas_alerting_file_without_secrets(
     assert group["interval"] == "1m"
     receivers = {r["notification_settings"]["receiver"] for r in group["rules"]}
     assert receivers == {"phone"}  # the route, without replacing the user's policy tree
+
+
+def test_the_daemon_needs_no_alert_secret_provisioning_does(
+    tmp_path: Path, influxdb: InfluxDB1, grafana: FakeGrafana
+) -> None:
+    """The collector's unit is not given the contact points' secrets: its config loads
+    without them; check and provision say which key's file is missing."""
+    config = freezer_config(tmp_path, influxdb, grafana)
+    (tmp_path / "telegram.token").unlink()
+    config = load(config.path, environ={})  # what the daemon does: fine
+    key = "alerts.contacts[0].bot_token_file"
+    lines = [r.render() for r in check.run_checks(config)]
+    assert any(line.startswith("FAIL") and key in line for line in lines)
+    with pytest.raises(ProvisionError, match=re.escape(key)):
+        list(provision(config, wait=3))

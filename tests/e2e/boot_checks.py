@@ -118,6 +118,14 @@ def phase_install() -> None:
     )
     token = "/etc/credstore/grafana.token"
     check("secrets are 0600 root", mode_owner(token)[:2] == ("0o600", "root"), mode_owner(token))
+    sources = [
+        line.split(":", 1)[1].strip()
+        for unit in ("pitelemetry.service", "pitelemetry-provision.service")
+        for line in Path(f"/usr/local/lib/systemd/system/{unit}").read_text().splitlines()
+        if line.startswith("LoadCredential=")
+    ]
+    missing = [source for source in sources if not Path(source).is_file()]
+    check("every LoadCredential= file exists (a missing one fails the unit)", not missing, missing)
     with Path(config).open("a") as handle:
         handle.write("\n# a line the user added\n")
     again = run("bash", str(SOURCE / "install.sh"))
