@@ -144,6 +144,7 @@ g gpio - -
 g i2c - -
 g spi - -
 g video - -
+g systemd-journal - -
 EOF
 systemd-sysusers "$SYSUSERS"
 for group in "${HARDWARE_GROUPS[@]}"; do

@@ -114,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     test = alert_commands.add_parser(
         "test", parents=[common], help="send a test notification to each contact point"
     )
-    test.add_argument("contact", nargs="?", help="only this [[alerts.contacts]] name")
+    test.add_argument("name", metavar="CONTACT", nargs="?", help="only this contact point")
     return parser
 
 
@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "backfill":
         return _backfill(config, args.days)
     if args.command == "alerts":
-        return _alerts_test(config, args.contact)
+        return _alerts_test(config, args.name)
     if args.command == "once":
         return _once(config, args.inputs or [])
     handler = {"run": _run, "check": _check}[args.command]

@@ -85,6 +85,7 @@ def test_one_provision_gives_rules_a_contact_point_and_a_route(
         "Freezer too warm",
         "Freezer sensor silent",
         "Pi under-voltage",
+        "Pi browned out",
         "CPU at or above 80 °C",
         "Disk at or above 90 % used",
         "Sensor silent",

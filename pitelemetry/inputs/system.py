@@ -32,7 +32,12 @@ measurement  tags                             fields (units in the names)
                                               throttling flags: ``under_voltage``,
                                               ``freq_capped``, ``throttled``, ``soft_temp_limit``
                                               (now) and the same with ``_occurred`` (since boot),
-                                              ``throttled_raw``
+                                              ``throttled_raw``; on a Pi, under-voltage
+                                              events from the kernel:
+                                              ``under_voltage_events``,
+                                              ``under_voltage_last_s``,
+                                              ``under_voltage_suppressed``
+                                              (:mod:`pitelemetry.inputs.power`)
 ============ ================================ ==================================================
 
 A value whose source does not exist on this machine is absent, never zero: a PC has no
@@ -50,13 +55,14 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from pitelemetry.alerting import AlertRule
-from pitelemetry.inputs import Input, InputError, Options
+from pitelemetry.inputs import Emit, Input, InputError, Options, power
 from pitelemetry.logs import StateLog
 from pitelemetry.panels import Panel, select, sized, state_timeline, target, timeseries
 from pitelemetry.point import Point
@@ -119,6 +125,17 @@ class SystemOptions(Options):
             window_s=120,
             severity="critical",
         )
+        # A brown-out between two samples: the kernel's count went up.
+        yield AlertRule(
+            "pi_brownout",
+            "Pi browned out",
+            "pi",
+            "under_voltage_events",
+            above=0,
+            aggregate="spread",
+            window_s=600,
+            severity="critical",
+        )
         yield AlertRule(
             "cpu_temperature",
             "CPU at or above 80 °C",
@@ -170,12 +187,25 @@ class SystemOptions(Options):
             group='"interface"',
         )
         yield timeseries("Network", [target(network, alias="$tag_interface $col")], "Bps")
-        power = select(
+        flags = select(
             'last("under_voltage") AS "under-voltage", last("throttled") AS '
             '"throttled", last("freq_capped") AS "frequency capped"',
             "pi",
         )
-        yield sized(state_timeline("Power and throttling", [target(power)]), 24)
+        yield sized(state_timeline("Power and throttling", [target(flags)]), 24)
+        events = select(
+            'non_negative_difference(max("under_voltage_events")) AS "under-voltage events"', "pi"
+        )
+        yield sized(
+            timeseries(
+                "Under-voltage events (from the kernel)",
+                [target(events, alias="$tag_host")],
+                "short",
+                minimum=0,
+                bars=True,
+            ),
+            24,
+        )
 
 
 def run_vcgencmd() -> str | None:
@@ -204,6 +234,7 @@ class SystemInput(Input):
         mount_prefix: str | None = None,
         statvfs: Callable[[str], os.statvfs_result] = os.statvfs,
         vcgencmd: Callable[[], str | None] = run_vcgencmd,
+        journal: Callable[[], list[str] | None] = power.journal_command,
         time_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.options = options or SystemOptions()
@@ -219,6 +250,35 @@ class SystemInput(Input):
         self._last_cpu: dict[str, list[int]] = {}
         with contextlib.suppress(OSError):  # reported by the first collect()
             self._last_cpu = self._read_cpu_times()
+        self._journal = journal
+        self.power = power.PowerEvents()
+        self._stop_power = threading.Event()
+
+    def start(self, emit: Emit) -> None:
+        """On a Pi (the ``rpi_volt`` hwmon device exists), count under-voltage events
+        from the kernel log, else from the alarm file (:mod:`pitelemetry.inputs.power`)."""
+        del emit  # the counts go out with the next collection
+        alarm = power.find_alarm(self.sys)
+        if alarm is None:
+            return
+        command = self._journal()
+        watch: Callable[[], None]
+        if command is not None:
+            source = "the kernel log"
+
+            def watch() -> None:
+                power.follow_journal(command, self.power, self._stop_power)
+        else:
+            source = f"{alarm} (kernel log not readable: group systemd-journal?)"
+
+            def watch() -> None:
+                power.watch_alarm(alarm, self.power, self._stop_power)
+
+        threading.Thread(target=watch, name="under-voltage", daemon=True).start()
+        log.info("system: counting under-voltage events from %s", source)
+
+    def close(self) -> None:
+        self._stop_power.set()
 
     def collect(self) -> Iterator[Point]:
         readers: tuple[Callable[[int], Iterator[Point]], ...] = (
@@ -432,6 +492,7 @@ class SystemInput(Input):
         if freq.exists():
             fields["cpu_freq_hz"] = int(freq.read_text()) * 1000
         fields.update(self._throttling())
+        fields.update(self.power.fields())
         if fields:
             yield Point("pi", fields, {}, now)
 

@@ -57,6 +57,7 @@ FIRING = {
     "rule-Freezer-too-warm": True,
     "rule-Freezer-sensor-silent": False,
     "pi_under_voltage": True,
+    "pi_brownout": False,  # no event while it ran
     "cpu_temperature": False,
     "disk_full": False,
     "sensor_silent": False,
