@@ -13,6 +13,7 @@ CONFIG=$CONF_DIR/pitelemetry.toml
 STATE_DIR=/var/lib/pitelemetry
 CREDSTORE=/etc/credstore
 UNIT_DIR=/usr/local/lib/systemd/system
+INFLUX_DROP_IN=/etc/systemd/system/influxdb.service.d/50-pitelemetry.conf
 SYSUSERS=/etc/sysusers.d/pitelemetry.conf
 UNITS=(pitelemetry.service pitelemetry-provision.service pitelemetry-provision.path)
 CREDENTIALS=(influxdb.password influxdb.token grafana.token grafana.password mqtt.password
@@ -73,6 +74,11 @@ remove_units() {
         systemctl disable --now "${UNITS[@]}" 2>/dev/null || true
     fi
     for unit in "${UNITS[@]}"; do rm -f "$UNIT_DIR/$unit"; done
+    if [[ -e $INFLUX_DROP_IN ]]; then
+        rm -f "$INFLUX_DROP_IN"
+        rmdir --ignore-fail-on-non-empty "$(dirname "$INFLUX_DROP_IN")"
+        say "InfluxDB is back to its own settings (restart it to apply)"
+    fi
     if have_systemd; then systemctl daemon-reload; fi
 }
 
@@ -190,10 +196,17 @@ done
 # -- the units ----------------------------------------------------------------------------
 install -d "$UNIT_DIR"
 for unit in "${UNITS[@]}"; do install -m0644 "$SOURCE/systemd/$unit" "$UNIT_DIR/$unit"; done
+if [[ -z $INFLUX_URL ]]; then
+    # The local InfluxDB, with what spares the SD card (bench/sdwear measures it).
+    install -D -m0644 "$SOURCE/systemd/influxdb.service.d/50-pitelemetry.conf" "$INFLUX_DROP_IN"
+fi
 if have_systemd; then
     systemctl daemon-reload
     systemctl enable --quiet "${UNITS[@]}"
-    if [[ -z $INFLUX_URL ]]; then systemctl enable --now --quiet influxdb || true; fi
+    if [[ -z $INFLUX_URL ]]; then
+        systemctl enable --quiet influxdb || true
+        systemctl restart influxdb || true  # to apply the drop-in
+    fi
     systemctl restart pitelemetry.service
     systemctl start --no-block pitelemetry-provision.path pitelemetry-provision.service
     say "pitelemetry is running: systemctl status pitelemetry, journalctl -u pitelemetry"

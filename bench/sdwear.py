@@ -1,25 +1,37 @@
-"""Bytes ``pitelemetry run`` writes to disk with a healthy InfluxDB: SD cards wear out.
+"""Bytes written to disk per day by the whole stack on a Pi: ``pitelemetry run`` plus
+the InfluxDB it writes to (and the log lines both send to the journal), with Debian's
+default InfluxDB config versus the drop-in install.sh adds
+(``systemd/influxdb.service.d/50-pitelemetry.conf``, applied here as the same
+``INFLUXDB_*`` environment). SD cards wear out; InfluxDB's own writes are most of it.
 
-60 s of the system input at 1 s on the 1.x path; the daemon's own ``write_bytes`` from
-``/proc/<pid>/io`` (bytes sent to the block layer, so tmpfs writes such as the state
-file in ``/run`` do not count), measured after a warm-up. Target: 0. For scale, the same
-run with InfluxDB stopped, when every batch goes to the spool.
+Each case runs the system input at its default 10 s for ``--seconds`` after a warm-up
+and reads ``write_bytes`` (bytes sent to the block layer) of both processes from
+``/proc/<pid>/io``; log lines are counted as the bytes the processes print (what
+journald stores is that plus its own overhead). Figures are scaled to a day.
 
-    python -m bench.sdwear [--seconds 60]
+    python -m bench.sdwear [--seconds 120]
+
+Prints ``stack ratio 0.NN`` (ours / Debian's default). Target: <= 0.4; pitelemetry's
+own share with InfluxDB healthy: 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench import daemon
 from tests.servers import InfluxDB1
 
-WARM_UP_S = 3.0
+WARM_UP_S = 5.0
+ROOT = Path(__file__).resolve().parent.parent
+DROP_IN = ROOT / "systemd" / "influxdb.service.d" / "50-pitelemetry.conf"
+DAY_S = 86400.0
 
 
 def write_bytes(pid: int) -> int:
@@ -29,47 +41,124 @@ def write_bytes(pid: int) -> int:
     raise KeyError("write_bytes")
 
 
-def measure(url: str, workdir: Path, seconds: float) -> int:
-    """Bytes the daemon wrote to disk after the warm-up."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    runtime = Path("/dev/shm") if Path("/dev/shm").is_dir() else workdir
-    agent, inputs = daemon.SYSTEM_EVERY_SECOND
-    runtime_dir = Path(tempfile.mkdtemp(dir=runtime))
-    process = daemon.start(
-        workdir, url, "sdwear", agent=agent, inputs=inputs, runtime_dir=runtime_dir
-    )
-    time.sleep(WARM_UP_S)
-    before = write_bytes(process.pid)
-    time.sleep(seconds)
-    written = write_bytes(process.pid) - before
-    process.send_signal(signal.SIGTERM)
-    process.wait(30)
-    return written
+def drop_in_environment() -> dict[str, str]:
+    """The ``Environment=`` settings of the drop-in install.sh installs."""
+    found = {}
+    for line in DROP_IN.read_text().splitlines():
+        if line.startswith("Environment="):
+            key, _, value = line.removeprefix("Environment=").partition("=")
+            found[key] = value
+    return found
+
+
+class DebianInfluxDB(InfluxDB1):
+    """influxd with Debian's shipped settings (``_internal``, HTTP and query logs on),
+    only the paths and ports moved; ``environment`` as systemd would pass it."""
+
+    def __init__(self, workdir: Path, environment: dict[str, str]) -> None:
+        super().__init__(workdir)
+        self.environment = environment
+        self.config_path.write_text(
+            f"""reporting-enabled = false
+bind-address = "127.0.0.1:{self.rpc_port}"
+[meta]
+  dir = "{workdir}/meta"
+[data]
+  dir = "{workdir}/data"
+  wal-dir = "{workdir}/wal"
+[monitor]
+  store-enabled = true
+[http]
+  bind-address = "127.0.0.1:{self.port}"
+"""
+        )
+
+    def start(self, timeout: float = 30.0) -> None:
+        saved = dict(os.environ)
+        os.environ.update(self.environment)
+        try:
+            super().start(timeout)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def run_case(
+    workdir: Path, environment: dict[str, str], flush: str, seconds: float
+) -> dict[str, float]:
+    """One stack: bytes/day written by influxd, by pitelemetry, and logged by both."""
+    server = DebianInfluxDB(workdir / "influxdb", environment)
+    server.start()
+    try:
+        server.create_database("sdwear")
+        config = workdir / "pitelemetry.toml"
+        config.write_text(f"""
+[agent]
+flush_interval = "{flush}"
+state_dir = "{workdir}/state"
+runtime_dir = "{workdir}/run"
+[influxdb]
+url = "{server.url}"
+database = "sdwear"
+[[inputs.system]]
+""")
+        log = workdir / "pitelemetry.log"
+        with log.open("wb") as handle:
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "pitelemetry", "run", "--config", str(config)],
+                stderr=handle,
+            )
+        assert server.process is not None
+        time.sleep(WARM_UP_S)
+        before = (
+            write_bytes(server.process.pid),
+            write_bytes(daemon.pid),
+            server.log_path.stat().st_size + log.stat().st_size,
+        )
+        started = time.monotonic()
+        time.sleep(seconds)
+        after = (
+            write_bytes(server.process.pid),
+            write_bytes(daemon.pid),
+            server.log_path.stat().st_size + log.stat().st_size,
+        )
+        elapsed = time.monotonic() - started
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(30)
+    finally:
+        server.stop()
+    scale = DAY_S / elapsed
+    influxd, ours, logged = ((a - b) * scale for a, b in zip(after, before, strict=True))
+    return {"influxd": influxd, "pitelemetry": ours, "logs": logged}
+
+
+def mb(value: float) -> str:
+    return f"{value / 1e6:7.1f} MB/day"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--seconds", type=float, default=120)
     args = parser.parse_args()
+    ours_env = drop_in_environment()
+    cases = {
+        "Debian's InfluxDB, flush 5s": ({}, "5s"),
+        "with the drop-in, flush 5s": (ours_env, "5s"),
+        "with the drop-in, flush 10s": (ours_env, "10s"),
+    }
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        server = InfluxDB1(Path(tmp) / "influxdb")
-        server.start()
-        try:
-            server.create_database("sdwear")
-            healthy = measure(server.url, Path(tmp) / "healthy", args.seconds)
-            points = server.rows("SELECT count(load1) FROM system", "sdwear")
-        finally:
-            server.stop()
-        outage = measure(server.url, Path(tmp) / "down", args.seconds)
-    cycles = points[0]["count"] if points else 0
-    print(
-        f"pitelemetry run, system input at 1 s, {args.seconds:g} s after a {WARM_UP_S:g} s warm-up"
-    )
-    print(
-        f"  InfluxDB healthy: {healthy:>9} bytes written to disk   (target 0; "
-        f"{cycles} collections written to InfluxDB)"
-    )
-    print(f"  InfluxDB down:    {outage:>9} bytes written to disk   (the spool at work)")
+        for index, (name, (environment, flush)) in enumerate(cases.items()):
+            results[name] = run_case(Path(tmp) / str(index), environment, flush, args.seconds)
+    print(f"whole stack, system input every 10 s, {args.seconds:g} s per case, scaled to a day")
+    for name, figures in results.items():
+        total = sum(figures.values())
+        parts = ", ".join(f"{k} {mb(v).strip()}" for k, v in figures.items())
+        print(f"  {name:<30} {mb(total)}  ({parts})")
+    default = sum(results["Debian's InfluxDB, flush 5s"].values())
+    for name in list(cases)[1:]:
+        ratio = sum(results[name].values()) / default if default else float("nan")
+        print(f"{name}: stack ratio {ratio:.2f} (ours / Debian's default; target <= 0.4)")
 
 
 if __name__ == "__main__":

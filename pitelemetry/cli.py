@@ -35,6 +35,8 @@ commands:
   sensors find attached sensors and print a config snippet for them
   backfill  write the configured symbols' daily history (--days N) to InfluxDB
   alerts test [CONTACT]  send a test notification through Grafana to a contact point
+  backup  back up the readings, config, state and Grafana objects to another disk, live
+  restore BACKUP  restore a backup (--verify-only: into a scratch InfluxDB, compare)
 """
 
 
@@ -109,6 +111,24 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="do nothing if FILE says this config was provisioned; update FILE after a run",
     )
+    back_up = commands.add_parser(
+        "backup", parents=[common], help="back up the readings, config and state, live"
+    )
+    back_up.add_argument("--to", metavar="DIR", help="where (default: [backup] to)")
+    back_up.add_argument("--keep", type=int, metavar="N", help="backups kept (default: 7)")
+    back_up.add_argument(
+        "--include-secrets", action="store_true", help="also the secret files (0600 backup)"
+    )
+    back_up.add_argument("--force", action="store_true", help="even onto the device the data is on")
+    restore = commands.add_parser(
+        "restore", parents=[common], help="restore a backup (as root), or --verify-only"
+    )
+    restore.add_argument("archive", metavar="BACKUP", help="a directory pitelemetry backup made")
+    restore.add_argument(
+        "--verify-only",
+        action="store_true",
+        help="restore into a scratch InfluxDB and compare; touch nothing live",
+    )
     alerts = commands.add_parser("alerts", help="alert contact points")
     alert_commands = alerts.add_subparsers(dest="alerts_command", metavar="ACTION", required=True)
     test = alert_commands.add_parser(
@@ -150,6 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _backfill(config, args.days)
     if args.command == "alerts":
         return _alerts_test(config, args.name)
+    if args.command == "backup":
+        return _backup(config, args)
+    if args.command == "restore":
+        return _restore(config, args)
     if args.command == "once":
         return _once(config, args.inputs or [])
     handler = {"run": _run, "check": _check}[args.command]
@@ -214,6 +238,59 @@ def _alerts_test(config: Config, name: str | None) -> int:
             print(f"FAIL {contact.name} ({contact.type}): {reason}")
             failed = True
     return EXIT_FAILURE if failed else EXIT_OK
+
+
+def _backup(config: Config, args: argparse.Namespace) -> int:
+    from pathlib import Path  # noqa: PLC0415
+
+    from pitelemetry.backup import BackupError, backup  # noqa: PLC0415
+
+    to = args.to or config.backup.to
+    if not to:
+        print("pitelemetry backup: where to? --to DIR, or [backup] to", file=sys.stderr)
+        return EXIT_USAGE
+    keep = args.keep if args.keep is not None else config.backup.keep
+    if keep < 1:
+        print("pitelemetry backup: --keep must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        backup(
+            config,
+            Path(to),
+            keep=keep,
+            include_secrets=args.include_secrets,
+            force=args.force,
+            say=lambda line: print(line, flush=True),
+        )
+    except BackupError as exc:
+        print(f"pitelemetry backup: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _restore(config: Config, args: argparse.Namespace) -> int:
+    from pathlib import Path  # noqa: PLC0415
+
+    from pitelemetry.backup import BackupError, restore, verify_only  # noqa: PLC0415
+    from pitelemetry.provision import ProvisionError, provision  # noqa: PLC0415
+    from pitelemetry.writer import WriteError  # noqa: PLC0415
+
+    archive = Path(args.archive)
+    say = lambda line: print(line, flush=True)  # noqa: E731
+    try:
+        if args.verify_only:
+            verify_only(archive, say)
+            return EXIT_OK
+        restore(config, archive, say=say)
+    except (BackupError, WriteError, OSError) as exc:
+        print(f"pitelemetry restore: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        for change in provision(config, wait=60):
+            print(change.render())
+    except ProvisionError as exc:
+        print(f"pitelemetry restore: provisioning again failed: {exc}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _run(config: Config) -> int:

@@ -177,6 +177,13 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class BackupConfig:
+    to: str = ""  # a directory on another device (USB disk, NAS mount); "" = no timer
+    keep: int = 7  # this host's newest backups kept there
+    influxdb_rpc: str = "127.0.0.1:8088"  # InfluxDB 1.x's backup service (top bind-address)
+
+
+@dataclass(frozen=True)
 class InputConfig:
     """One ``[[inputs.<type>]]`` table: the shared keys, and the input's own options."""
 
@@ -201,6 +208,7 @@ class Config:
     grafana: GrafanaConfig = field(default_factory=GrafanaConfig)
     inputs: tuple[InputConfig, ...] = ()
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    backup: BackupConfig = field(default_factory=BackupConfig)
 
 
 # Credential names used when a *_file key is empty, e.g. with systemd's LoadCredential=.
@@ -500,7 +508,7 @@ def parse(
 ) -> Config:
     """Validate already-decoded TOML ``data`` (``path`` is used in messages)."""
     parser = _Parser(Path(path), environ, credstore)
-    known = {"agent", "influxdb", "grafana", "inputs", "alerts"}
+    known = {"agent", "influxdb", "grafana", "inputs", "alerts", "backup"}
     for key in data:
         if key not in known:
             raise parser.error(key, f"unknown section; allowed: {', '.join(sorted(known))}")
@@ -519,7 +527,12 @@ def parse(
     inputs = _inputs(parser, data.get("inputs", {}), agent)
     alerts = parser.section(AlertsConfig, data.get("alerts", {}), "alerts")
     _check_alerts(parser, alerts, inputs)
-    return Config(str(path), agent, influxdb, grafana, inputs, alerts)
+    backup = parser.section(BackupConfig, data.get("backup", {}), "backup")
+    if backup.to and not backup.to.startswith("/"):
+        raise parser.error("backup.to", f"{backup.to!r} is not an absolute path")
+    if backup.keep < 1:
+        raise parser.error("backup.keep", "keep at least 1 backup")
+    return Config(str(path), agent, influxdb, grafana, inputs, alerts, backup)
 
 
 def _inputs(parser: _Parser, inputs_table: object, agent: AgentConfig) -> tuple[InputConfig, ...]:

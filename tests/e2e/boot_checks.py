@@ -67,6 +67,14 @@ def mode_owner(path: str) -> tuple[str, str, str]:
 
 
 def phase_install() -> None:
+    emulated = Path("/root/emulated").exists()
+    probe = run("systemd-run", "--wait", "--quiet", "-p", "SetCredential=probe:x", "/bin/true")
+    check(
+        "systemd sets up a unit's credentials"
+        + (" (not under qemu-user: the harness resets LoadCredential=)" if emulated else ""),
+        (probe.returncode == 0) != emulated,
+        probe.stdout + probe.stderr,
+    )
     # The README's install command, exactly as written there (e.g. "sudo ./install.sh").
     command = Path("/root/install-command").read_text().strip()
     done = run("sh", "-c", command, cwd=SOURCE)
@@ -126,6 +134,12 @@ def phase_install() -> None:
     ]
     missing = [source for source in sources if not Path(source).is_file()]
     check("every LoadCredential= file exists (a missing one fails the unit)", not missing, missing)
+    influx_env = run("systemctl", "show", "-p", "Environment", "influxdb").stdout
+    check(
+        "the local InfluxDB runs with the SD-card drop-in",
+        "INFLUXDB_MONITOR_STORE_ENABLED=false" in influx_env,
+        influx_env,
+    )
     with Path(config).open("a") as handle:
         handle.write("\n# a line the user added\n")
     again = run("bash", str(SOURCE / "install.sh"))
