@@ -99,9 +99,10 @@ def _influx(config: Config, statement: str, database: str = "") -> list[dict[str
     )
 
 
-def point_counts(
-    query: Callable[[str, str], list[dict[str, Any]]], database: str
-) -> dict[str, dict[str, int]]:
+Query = Callable[[str, str], list[dict[str, Any]]]
+
+
+def point_counts(query: Query, database: str) -> dict[str, dict[str, int]]:
     """{retention policy: {measurement: points}}; a measurement's points are its most
     written field's count (InfluxQL counts fields, not points)."""
     counts: dict[str, dict[str, int]] = {}
@@ -405,10 +406,10 @@ class ScratchInfluxDB:
             "  query-log-enabled = false\n[monitor]\n  store-enabled = false\n"
             f'[http]\n  bind-address = "127.0.0.1:{self.http}"\n  log-enabled = false\n'
         )
-        log = (self.dir / "influxd.log").open("wb")
-        self.process = subprocess.Popen(
-            [influxd, "-config", str(conf)], stdout=log, stderr=subprocess.STDOUT
-        )
+        with (self.dir / "influxd.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                [influxd, "-config", str(conf)], stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -462,6 +463,19 @@ def compare(expected: dict[str, dict[str, int]], found: dict[str, dict[str, int]
     return short
 
 
+def settled_counts(
+    query: Query, database: str, expected: dict[str, dict[str, int]], seconds: float = 60
+) -> dict[str, dict[str, int]]:
+    """The counts once they reach ``expected``, or after ``seconds``: influxd loads a
+    restored shard a moment after ``influxd restore`` returns."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = point_counts(query, database)
+        if not compare(expected, found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
 def verify_only(archive: Path, say: Say = print) -> dict[str, dict[str, int]]:
     """Restore into a scratch influxd and compare the counts; the live system is not
     touched. Returns the restored counts."""
@@ -474,7 +488,7 @@ def verify_only(archive: Path, say: Say = print) -> dict[str, dict[str, int]]:
         def query(statement: str, db: str) -> list[dict[str, Any]]:
             return influxql.query(scratch.url, statement, database=db, timeout=60)
 
-        found = point_counts(query, database)
+        found = settled_counts(query, database, manifest["points"])
     short = compare(manifest["points"], found)
     if short:
         raise BackupError("the restored database is short: " + "; ".join(short))
@@ -507,7 +521,7 @@ def restore(config: Config, archive: Path, *, say: Say = print, restart: bool = 
         finally:
             _influx(config, f"DROP DATABASE {ident(temporary)}")
     say(f"database {database!r} restored")
-    found = point_counts(lambda q, d: _influx(config, q, d), database)
+    found = settled_counts(lambda q, d: _influx(config, q, d), database, manifest["points"])
     short = compare(manifest["points"], found)
     if short:
         raise BackupError("the restored database is short: " + "; ".join(short))

@@ -1,0 +1,201 @@
+"""Backup and restore against real influxd: a live backup while the daemon writes, a
+verified restore into a scratch InfluxDB, a restore into another InfluxDB with the
+state and config, a damaged backup refused, rotation and the same-device refusal."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pitelemetry import backup
+from pitelemetry.config import Config, load
+from tests.e2e.daemon import Daemon
+from tests.servers import InfluxDB1
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[InfluxDB1]:
+    influxdb = InfluxDB1(tmp_path / "influxdb-a")
+    influxdb.start()
+    yield influxdb
+    influxdb.stop()
+
+
+def write_config(path: Path, influxdb: InfluxDB1, state: Path, host: str = "pi-a") -> Config:
+    path.write_text(f"""[agent]
+interval = "1s"
+flush_interval = "1s"
+host = "{host}"
+state_dir = "{state}"
+runtime_dir = "{path.parent}/run-{host}"
+[influxdb]
+url = "{influxdb.url}"
+database = "home"
+[backup]
+influxdb_rpc = "127.0.0.1:{influxdb.rpc_port}"
+[[inputs.system]]
+""")
+    return load(path, environ={})
+
+
+def influx_write(influxdb: InfluxDB1, line: str) -> None:
+    from pitelemetry.writer import V1Writer  # noqa: PLC0415
+
+    writer = V1Writer(influxdb.url, database="home")
+    writer.write([line])
+    writer.close()
+
+
+def at(stamp: float) -> Callable[[], float]:
+    return lambda: stamp
+
+
+def counts(influxdb: InfluxDB1) -> dict[str, dict[str, int]]:
+    return backup.point_counts(influxdb.query, "home")
+
+
+def test_a_live_backup_restores_with_its_counts_state_and_config(
+    tmp_path: Path, server: InfluxDB1
+) -> None:
+    server.create_database("home")
+    state = tmp_path / "state-a"
+    state.mkdir()
+    meter = state / "pulse-house.json"
+    meter.write_text('{"pulses": 123456}')
+    meter.chmod(0o640)
+    config = write_config(tmp_path / "a.toml", server, state)
+    daemon = Daemon(Path(config.path)).start()
+    try:
+        time.sleep(3)
+        target = tmp_path / "backups"
+        target.mkdir()
+        made = backup.backup(config, target, keep=3, force=True, say=lambda line: None)
+        time.sleep(1.5)  # still collecting: the backup did not stop it
+    finally:
+        assert daemon.stop() == 0, daemon.stderr
+    assert made.path.parent == target
+    assert not made.path.name.startswith(".")
+    assert made.path.name.startswith("pi-a-")
+    assert [p.name for p in target.iterdir()] == [made.path.name]  # one entry per run
+    manifest = json.loads((made.path / "manifest.json").read_text())
+    assert manifest["measurements"]["system"] >= 3
+    assert manifest["points"]["autogen"]["mem"] >= 3
+    assert (made.path / "config" / "pitelemetry.toml").read_bytes() == Path(
+        config.path
+    ).read_bytes()
+    assert "pulse-house.json" in manifest["state_modes"]
+    assert not any(name.startswith("spool") for name in manifest["state_modes"])
+    assert manifest["secrets"] == []
+
+    live_before = counts(server)
+    found = backup.verify_only(made.path, say=lambda line: None)
+    assert backup.compare(manifest["points"], found) == []
+    assert counts(server) == live_before  # the live system untouched
+    databases = {r["name"] for r in server.rows("SHOW DATABASES", "")}
+    assert databases == {"home", "_internal"} or databases == {"home"}
+
+    # Pi B, fresh: its own InfluxDB and state; the restore brings A's back.
+    other = InfluxDB1(tmp_path / "influxdb-b")
+    other.start()
+    try:
+        state_b = tmp_path / "state-b"
+        config_b = write_config(tmp_path / "b.toml", other, state_b, host="pi-b")
+        backup.restore(config_b, made.path, say=lambda line: None, restart=False)
+        restored = counts(other)
+    finally:
+        other.stop()
+    assert backup.compare(manifest["points"], restored) == []
+    assert (state_b / "pulse-house.json").read_text() == '{"pulses": 123456}'
+    assert oct((state_b / "pulse-house.json").stat().st_mode & 0o777) == "0o640"
+    assert (tmp_path / "b.toml").read_bytes() == Path(config.path).read_bytes()
+
+
+def test_a_damaged_backup_is_refused_naming_the_file(tmp_path: Path, server: InfluxDB1) -> None:
+    server.create_database("home")
+    influx_write(server, "x v=1")
+    config = write_config(tmp_path / "a.toml", server, tmp_path / "state")
+    (tmp_path / "backups").mkdir()
+    made = backup.backup(config, tmp_path / "backups", keep=1, force=True, say=lambda _: None)
+    shard = next(p for p in (made.path / "influxdb").iterdir() if p.name.endswith(".tar.gz"))
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    shard.write_bytes(bytes(data))
+    with pytest.raises(backup.BackupError, match=f"influxdb/{shard.name} is damaged"):
+        backup.check(made.path)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pitelemetry",
+            "restore",
+            "--verify-only",
+            str(made.path),
+            "--config",
+            config.path,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert f"{shard.name} is damaged" in done.stderr
+
+
+def test_rotation_keeps_the_newest_and_the_same_device_is_refused(
+    tmp_path: Path, server: InfluxDB1
+) -> None:
+    server.create_database("home")
+    config = write_config(tmp_path / "a.toml", server, tmp_path / "state")
+    target = tmp_path / "backups"
+    target.mkdir()
+    with pytest.raises(backup.BackupError, match="same device"):
+        backup.backup(config, target, keep=2, say=lambda _: None)
+    for stamp in (1795300000.0, 1795300001.0, 1795300002.0):
+        backup.backup(config, target, keep=2, force=True, say=lambda _: None, now=at(stamp))
+    assert sorted(p.name for p in target.iterdir()) == [
+        "pi-a-20261121T222641Z",
+        "pi-a-20261121T222642Z",
+    ]
+
+
+def test_secrets_only_when_asked_and_then_for_the_owner_only(
+    tmp_path: Path, server: InfluxDB1
+) -> None:
+    server.create_database("home")
+    secret = tmp_path / "influx.password"
+    secret.write_text("s3cret\n")
+    path = tmp_path / "a.toml"
+    write_config(path, server, tmp_path / "state")
+    extra = f'database = "home"\nusername = "pi"\npassword_file = "{secret}"'
+    path.write_text(path.read_text().replace('database = "home"', extra))
+    config = load(path, environ={})
+    (tmp_path / "backups").mkdir()
+    lines: list[str] = []
+    made = backup.backup(
+        config, tmp_path / "backups", keep=5, include_secrets=True, force=True, say=lines.append
+    )
+    assert (made.path / "secrets" / "influx.password").read_text() == "s3cret\n"
+    assert oct(made.path.stat().st_mode & 0o777) == "0o700"
+    assert oct((made.path / "manifest.json").stat().st_mode & 0o777) == "0o600"
+    assert any("holds secrets" in line for line in lines)
+    plain = backup.backup(
+        config,
+        tmp_path / "backups",
+        keep=5,
+        force=True,
+        say=lambda _: None,
+        now=lambda: time.time() + 5,
+    )
+    assert not (plain.path / "secrets").exists()
+    assert "s3cret" not in "".join(
+        p.read_text(errors="replace") for p in plain.path.rglob("*.json")
+    )
