@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # pitelemetry installer: sudo ./install.sh [--influx-url URL] [--with-grafana]
+#                        sudo ./install.sh --restore BACKUP
 #                        sudo ./install.sh --uninstall | --purge
 # Safe to run again: it upgrades in place and keeps your config, secrets and data.
 set -Eeuo pipefail
@@ -15,7 +16,9 @@ CREDSTORE=/etc/credstore
 UNIT_DIR=/usr/local/lib/systemd/system
 INFLUX_DROP_IN=/etc/systemd/system/influxdb.service.d/50-pitelemetry.conf
 SYSUSERS=/etc/sysusers.d/pitelemetry.conf
-UNITS=(pitelemetry.service pitelemetry-provision.service pitelemetry-provision.path)
+UNITS=(pitelemetry.service pitelemetry-provision.service pitelemetry-provision.path
+    pitelemetry-backup.service pitelemetry-backup.timer)
+BACKUP_DROP_IN=/etc/systemd/system/pitelemetry-backup.service.d/50-target.conf
 CREDENTIALS=(influxdb.password influxdb.token grafana.token grafana.password mqtt.password
     finnhub.key twelvedata.key alphavantage.key stooq.key
     telegram.token pushover.user pushover.token webhook.url webhook.password discord.url
@@ -37,6 +40,8 @@ Options:
                      Pis) instead of installing InfluxDB on this machine
   --with-grafana     also install Grafana, from Grafana's APT repository when it
                      is configured (otherwise the steps to configure it are shown)
+  --restore BACKUP   install, then restore BACKUP (made by `pitelemetry backup`):
+                     the readings, config and state of a Pi whose SD card died
   --uninstall        remove the units and the code; keep config, secrets and data
   --purge            remove everything, including config, secrets, data and the user
   -h, --help         this text
@@ -50,6 +55,7 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok instal
 available() { [[ -n "$(apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2}' | grep -v '(none)')" ]]; }
 
 INFLUX_URL=""
+RESTORE=""
 WITH_GRAFANA=0
 ACTION=install
 while (($#)); do
@@ -57,6 +63,8 @@ while (($#)); do
         --influx-url) [[ $# -ge 2 ]] || die "--influx-url needs a URL"; INFLUX_URL=$2; shift ;;
         --influx-url=*) INFLUX_URL=${1#*=} ;;
         --with-grafana) WITH_GRAFANA=1 ;;
+        --restore) [[ $# -ge 2 ]] || die "--restore needs a backup"; RESTORE=$2; shift ;;
+        --restore=*) RESTORE=${1#*=} ;;
         --uninstall) ACTION=uninstall ;;
         --purge) ACTION=purge ;;
         -h|--help) usage; exit 0 ;;
@@ -65,6 +73,10 @@ while (($#)); do
     shift
 done
 [[ $EUID -eq 0 ]] || die "run it as root: sudo $0 $*"
+if [[ -n $RESTORE ]]; then
+    [[ -f $RESTORE/manifest.json ]] || die "--restore $RESTORE: no manifest.json there"
+    RESTORE=$(cd "$RESTORE" && pwd)
+fi
 if [[ -n $INFLUX_URL && ! $INFLUX_URL =~ ^https?:// ]]; then
     die "--influx-url must start with http:// or https:// (got: $INFLUX_URL)"
 fi
@@ -74,6 +86,7 @@ remove_units() {
         systemctl disable --now "${UNITS[@]}" 2>/dev/null || true
     fi
     for unit in "${UNITS[@]}"; do rm -f "$UNIT_DIR/$unit"; done
+    rm -f "$BACKUP_DROP_IN"
     if [[ -e $INFLUX_DROP_IN ]]; then
         rm -f "$INFLUX_DROP_IN"
         rmdir --ignore-fail-on-non-empty "$(dirname "$INFLUX_DROP_IN")"
@@ -200,9 +213,36 @@ if [[ -z $INFLUX_URL ]]; then
     # The local InfluxDB, with what spares the SD card (bench/sdwear measures it).
     install -D -m0644 "$SOURCE/systemd/influxdb.service.d/50-pitelemetry.conf" "$INFLUX_DROP_IN"
 fi
+# The nightly backup, when [backup] to names a directory: the one place it may write.
+backup_timer() {
+    local to
+    to=$("$VENV/bin/python" -c 'import sys, tomllib
+print(tomllib.load(open(sys.argv[1], "rb")).get("backup", {}).get("to", ""))' "$CONFIG" \
+        2>/dev/null || true)
+    if [[ -z $to ]]; then
+        rm -f "$BACKUP_DROP_IN"
+        if have_systemd; then systemctl disable --quiet pitelemetry-backup.timer || true; fi
+        return
+    fi
+    printf '[Service]\nReadWritePaths=%s\n' "$to" \
+        | install -D -m0644 /dev/stdin "$BACKUP_DROP_IN"
+    if [[ -d $to ]]; then
+        chown pitelemetry:pitelemetry "$to"
+    else
+        say "warning: [backup] to = $to does not exist yet: mount the disk there"
+    fi
+    if have_systemd; then
+        systemctl daemon-reload
+        systemctl enable --now --quiet pitelemetry-backup.timer
+    else
+        systemctl enable pitelemetry-backup.timer >/dev/null 2>&1 || true
+    fi
+    say "nightly backup to $to (pitelemetry-backup.timer)"
+}
+ENABLE=(pitelemetry.service pitelemetry-provision.service pitelemetry-provision.path)
 if have_systemd; then
     systemctl daemon-reload
-    systemctl enable --quiet "${UNITS[@]}"
+    systemctl enable --quiet "${ENABLE[@]}"
     if [[ -z $INFLUX_URL ]]; then
         systemctl enable --quiet influxdb || true
         systemctl restart influxdb || true  # to apply the drop-in
@@ -211,9 +251,14 @@ if have_systemd; then
     systemctl start --no-block pitelemetry-provision.path pitelemetry-provision.service
     say "pitelemetry is running: systemctl status pitelemetry, journalctl -u pitelemetry"
 else
-    systemctl enable "${UNITS[@]}" >/dev/null 2>&1 || true
+    systemctl enable "${ENABLE[@]}" >/dev/null 2>&1 || true
     say "systemd is not running here: pitelemetry starts at the next boot"
 fi
+if [[ -n $RESTORE ]]; then
+    say "restoring $RESTORE"
+    "$VENV/bin/pitelemetry" restore --config "$CONFIG" "$RESTORE"
+fi
+backup_timer
 
 host=$(hostname -I 2>/dev/null | awk '{print $1}')
 cat <<EOF

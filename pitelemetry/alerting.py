@@ -300,6 +300,19 @@ def rules_of(config: Config) -> list[tuple[AlertRule, str]]:
         for rule in defaults:
             if rule.name not in alerts.disable:
                 rules.setdefault(rule.name, (rule, ""))
+    if alerts.defaults and config.backup.to and "backup_old" not in alerts.disable:
+        rule = AlertRule(
+            "backup_old",
+            "No backup for 3 days",
+            "pitelemetry",
+            "backup_age_s",
+            {"scope": "agent"},
+            above=3 * 86400,
+            aggregate="last",
+            window_s=900,
+            unit="s",
+        )
+        rules.setdefault(rule.name, (rule, ""))
     for user in alerts.rules:
         name = "rule-" + slug(user.name)
         rule = AlertRule(

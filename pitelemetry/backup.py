@@ -48,7 +48,7 @@ from typing import Any
 from pitelemetry import __version__, influxql, statefile
 from pitelemetry.config import Config
 from pitelemetry.influxql import ident
-from pitelemetry.writer import WriteError, ping
+from pitelemetry.writer import WriteError, ping, wait_for
 
 MANIFEST = "manifest.json"
 LAST_BACKUP = "last-backup.json"
@@ -503,6 +503,10 @@ def restore(config: Config, archive: Path, *, say: Say = print, restart: bool = 
     manifest = check(archive)
     say(f"{archive}: every checksum matches")
     database = manifest["database"]
+    try:
+        wait_for(config.influxdb.url, 120)  # just installed or restarted
+    except WriteError as exc:
+        raise BackupError(f"InfluxDB: {exc}") from None
     existing = {r["name"] for r in influxql.rows(_influx(config, "SHOW DATABASES")[0])}
     rpc = config.backup.influxdb_rpc
     if database not in existing:

@@ -637,7 +637,7 @@ def _check_alerts(parser: _Parser, alerts: AlertsConfig, inputs: tuple[InputConf
         if rule.contact and rule.contact not in names:
             problem = f"{rule.contact!r} is none of [[alerts.contacts]]"
             raise parser.error(f"{where}.contact", problem)
-    defaults = {r.name for r in agent_rules()}
+    defaults = {r.name for r in agent_rules()} | {"backup_old"}
     defaults |= {r.name for item in inputs for r in item.options.alerts()}
     for index, name in enumerate(alerts.disable):
         if name not in defaults:

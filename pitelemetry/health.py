@@ -33,6 +33,7 @@ from pitelemetry.point import Point
 
 if TYPE_CHECKING:
     from pitelemetry.agent import Agent
+    from pitelemetry.config import Config
 
 STATE_FILE = "status.json"
 DROP_REASONS = ("rejected", "spool_full", "too_large", "clock", "spool_error", "queue_full")
@@ -95,7 +96,20 @@ def snapshot(agent: Agent) -> dict[str, Any]:
             for running in agent.collector.inputs
             if running.config.type != "pitelemetry"
         ],
+        "backup": last_backup(agent.config) if agent.config.backup.to else None,
     }
+
+
+def last_backup(config: Config) -> dict[str, Any]:
+    """The last ``pitelemetry backup`` as it noted itself: time and path ({} if none)."""
+
+    def check(data: Any) -> dict[str, Any]:
+        return {"time": float(data["time"]), "path": str(data["path"])}
+
+    noted = statefile.read_json(
+        Path(config.agent.state_dir) / "last-backup.json", check, "no backup is known"
+    )
+    return noted or {}
 
 
 def _seconds(stamp_ns: int | None) -> float | None:
@@ -146,6 +160,10 @@ class AgentHealth(Input):
             "spool_oldest_age_s": max(0.0, time.time() - (state["spool"]["oldest"] or time.time())),
         }
         fields.update({f"dropped_{reason}": dropped.get(reason, 0) for reason in DROP_REASONS})
+        backup = state.get("backup")
+        if backup is not None:  # [backup] to is set: how old the last backup is
+            made = backup.get("time") or state["started"]
+            fields["backup_age_s"] = max(0.0, time.time() - made)
         rss = read_rss_bytes()
         if rss is not None:
             fields["rss_bytes"] = rss

@@ -150,6 +150,10 @@ def _render(state: dict[str, Any], now: float | None = None) -> str:
     lines.append(f"spool     {spool['points']} points, {_size(spool['bytes'])}{oldest}")
     if spool.get("degraded"):
         lines.append(f"          IN MEMORY ONLY: {_cut(spool['degraded'], 55)}")
+    backup = state.get("backup")
+    if backup is not None:  # [backup] to is set
+        made = f"{_ago(backup['time'], now)}, {_cut(backup['path'], 50)}" if backup else "never"
+        lines.append(f"backup    last: {made}")
     lines.append(f"{'input':<16}{'last ok':>12}{'errors':>8}  last error")
     for item in state["inputs"]:
         lines.append(
