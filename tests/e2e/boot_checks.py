@@ -6,6 +6,10 @@ Phase "install" (first boot): install.sh; the user, the service, points in the
 container's InfluxDB, permissions; install.sh again keeps a config edit.
 Phase "reboot" (second boot): the service came back by itself and writes; a SIGSTOP-ed
 daemon is restarted by the watchdog; --uninstall leaves no unit behind.
+Phase "backup" (Pi A, after "install"): a meter total in the state, then
+`pitelemetry backup` to /backup (a directory of the host, bound in).
+Phase "restore" (Pi B, a fresh container): `./install.sh --restore` of that backup; A's
+counts, meter total and config are back, and the service writes.
 """
 
 from __future__ import annotations
@@ -192,10 +196,71 @@ def phase_reboot() -> None:
     check("--uninstall keeps the config", Path("/etc/pitelemetry/pitelemetry.toml").exists())
 
 
+PITELEMETRY = "/opt/pitelemetry/venv/bin/pitelemetry"
+METER = Path("/var/lib/pitelemetry/pulse-house.json")
+
+
+def counts() -> dict[str, int]:
+    """Points per measurement (the most written field's count)."""
+    query = urllib.parse.urlencode({"db": "pitelemetry", "q": "SELECT count(*) FROM /.*/"})
+    with urllib.request.urlopen(f"http://127.0.0.1:8086/query?{query}", timeout=10) as answer:
+        series = json.load(answer)["results"][0].get("series") or []
+    return {s["name"]: max(v for v in s["values"][0][1:] if isinstance(v, int)) for s in series}
+
+
+def phase_backup() -> None:
+    check(
+        "pitelemetry.service is active",
+        wait_until(lambda: show("ActiveState") == "active", 60),
+        show("ActiveState"),
+    )
+    check("points are written", wait_until(lambda: points() > 3, 120), points())
+    METER.write_text('{"pulses": 4242}')  # what a pulse meter keeps there
+    run("chown", "pitelemetry:pitelemetry", str(METER))
+    # The container's root and /backup are on the host's one disk: --force.
+    done = run(PITELEMETRY, "backup", "--to", "/backup", "--force")
+    check("pitelemetry backup exits 0", done.returncode == 0, done.stdout + done.stderr)
+    made = [p for p in Path("/backup").iterdir() if not p.name.startswith(".")]
+    check("one backup entry", len(made) == 1, made)
+
+
+def phase_restore() -> None:
+    [made] = [p for p in Path("/backup").iterdir() if not p.name.startswith(".")]
+    command = Path("/root/install-command").read_text().strip()
+    done = run("sh", "-c", f"{command} --restore {made}", cwd=SOURCE)
+    check("install.sh --restore exits 0", done.returncode == 0, done.stdout + done.stderr)
+    manifest = json.loads((made / "manifest.json").read_text())
+    have = counts()
+    short = {
+        m: (have.get(m, 0), n) for m, n in manifest["measurements"].items() if have.get(m, 0) < n
+    }
+    check("every measurement has at least A's points", bool(have) and not short, short or have)
+    check("A's meter total is back", METER.read_text() == '{"pulses": 4242}', METER.read_text())
+    config = Path("/etc/pitelemetry/pitelemetry.toml").read_bytes()
+    check(
+        "A's config is back, byte for byte",
+        config == (made / "config" / "pitelemetry.toml").read_bytes()
+        and b"# a line the user added" in config,
+    )
+    check(
+        "pitelemetry.service is active",
+        wait_until(lambda: show("ActiveState") == "active", 60),
+        show("ActiveState"),
+    )
+    before = points()
+    check("and writing", wait_until(lambda: points() > before, 60), f"{before} -> {points()}")
+
+
 def main() -> None:
     phase = Path("/root/boot-phase").read_text().strip()
+    phases = {
+        "install": phase_install,
+        "reboot": phase_reboot,
+        "backup": phase_backup,
+        "restore": phase_restore,
+    }
     try:
-        {"install": phase_install, "reboot": phase_reboot}[phase]()
+        phases[phase]()
     except Exception as exc:  # noqa: BLE001 - reported to the host as a failed check
         check(f"phase {phase} ran to the end", False, repr(exc))
     Path(f"/root/boot-{phase}.json").write_text(json.dumps(RESULTS, indent=1))

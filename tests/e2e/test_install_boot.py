@@ -160,7 +160,7 @@ def test_the_readme_names_the_two_commands() -> None:
     assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("exec ./scripts/test")
 
 
-def boot(root: Path, phase: str) -> list[dict[str, object]]:
+def boot(root: Path, phase: str, binds: tuple[str, ...] = ()) -> list[dict[str, object]]:
     nspawn = need("systemd-nspawn", "systemd-container")
     (root / "root" / "boot-phase").write_text(phase)
     done = subprocess.run(
@@ -173,6 +173,7 @@ def boot(root: Path, phase: str) -> list[dict[str, object]]:
             "--register=no",
             "--keep-unit",
             f"--bind-ro={HOST_CA}:/etc/ssl/certs/host-ca.crt",
+            *(f"--bind={bind}" for bind in binds),
         ],
         capture_output=True,
         text=True,
@@ -214,7 +215,16 @@ def emulate_credentials_away(root: Path) -> None:
 )
 def test_install_and_boot(release: str, arch: str, tmp_path: Path) -> None:
     arch = "" if arch == host_arch() else arch
-    root = tmp_path / "root"
+    root = prepare(tmp_path / "root", release, arch)
+    try:
+        for phase in ("install", "reboot"):
+            assert_phase(root, phase, release)
+    finally:
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+def prepare(root: Path, release: str, arch: str = "") -> Path:
+    """A copy of the cached root with the checkout (as git has it) and the checks."""
     subprocess.run(
         ["cp", "-a", "--reflink=auto", str(rootfs(release, arch)), str(root)], check=True
     )
@@ -237,11 +247,30 @@ def test_install_and_boot(release: str, arch: str, tmp_path: Path) -> None:
     wants = root / "etc" / "systemd" / "system" / "multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
     (wants / "boot-checks.service").symlink_to("/etc/systemd/system/boot-checks.service")
+    return root
+
+
+def assert_phase(root: Path, phase: str, what: str, binds: tuple[str, ...] = ()) -> None:
+    results = boot(root, phase, binds)
+    failed = [r for r in results if not r["ok"]]
+    assert results, f"{phase}: no checks ran"
+    assert not failed, f"{what} {phase}: " + json.dumps(failed, indent=1)
+
+
+def test_a_dead_pi_comes_back_from_its_backup(tmp_path: Path) -> None:
+    """Pi A installs, collects and backs up to a disk of the host; Pi B, fresh, runs
+    `./install.sh --restore` and has A's readings, meter total and config."""
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    bind = (f"{backups}:/backup",)
+    pi_a = prepare(tmp_path / "a", "bookworm")
     try:
-        for phase in ("install", "reboot"):
-            results = boot(root, phase)
-            failed = [r for r in results if not r["ok"]]
-            assert results, f"{phase}: no checks ran"
-            assert not failed, f"{release} {phase}: " + json.dumps(failed, indent=1)
+        assert_phase(pi_a, "install", "Pi A")
+        assert_phase(pi_a, "backup", "Pi A", bind)
     finally:
-        subprocess.run(["rm", "-rf", str(root)], check=False)
+        subprocess.run(["rm", "-rf", str(pi_a)], check=False)
+    pi_b = prepare(tmp_path / "b", "bookworm")
+    try:
+        assert_phase(pi_b, "restore", "Pi B", bind)
+    finally:
+        subprocess.run(["rm", "-rf", str(pi_b)], check=False)

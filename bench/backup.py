@@ -1,0 +1,150 @@
+"""``pitelemetry backup`` and ``pitelemetry restore --verify-only`` of 1,000,000 points,
+against InfluxDB's own ``influxd backup`` / ``influxd restore`` alone in the same run:
+our overhead (counting, copying the config and state, checksums, the manifest) as a
+ratio, and the peak RSS of our process.
+
+    python -m bench.backup [--points 1000000]
+
+Targets: ratio >= 0.8 (``influxd`` alone's time / ours) for each; RSS <= 60 MB.
+The restore baseline is what ``--verify-only`` does with ``influxd`` alone: start a
+scratch ``influxd``, ``influxd restore``, wait until the points are queryable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pitelemetry.writer import V1Writer
+from tests.servers import InfluxDB1
+
+BATCH = 5000
+T0 = 1_700_000_000_000_000_000
+
+
+def fill(server: InfluxDB1, points: int) -> None:
+    server.create_database("home")
+    writer = V1Writer(server.url, database="home")
+    for start in range(0, points, BATCH):
+        writer.write(
+            [
+                f"system,host=pi load1={i % 400 / 100},n={i}i {T0 + i * 10**9}"
+                for i in range(start, min(points, start + BATCH))
+            ]
+        )
+    writer.close()
+
+
+def timed(command: list[str]) -> tuple[float, int]:
+    """Seconds, and this child's own peak RSS in kB (``wait4``'s resource usage)."""
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(child.pid, 0)
+        elapsed = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            errors.seek(0)
+            raise RuntimeError(f"{command[:3]} failed: {errors.read()[-2000:]!r}")
+    return elapsed, usage.ru_maxrss
+
+
+def count(server: InfluxDB1) -> int:
+    rows = server.rows("SELECT count(n) FROM system", "home")
+    return int(rows[0]["count"]) if rows else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--points", type=int, default=1_000_000)
+    args = parser.parse_args()
+    influxd = shutil.which("influxd") or "influxd"
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        server = InfluxDB1(work / "influxdb")
+        server.start()
+        try:
+            fill(server, args.points)
+            config = work / "pitelemetry.toml"
+            config.write_text(f"""[agent]
+state_dir = "{work}/state"
+[influxdb]
+url = "{server.url}"
+database = "home"
+[backup]
+influxdb_rpc = "127.0.0.1:{server.rpc_port}"
+[[inputs.system]]
+""")
+            rpc = f"127.0.0.1:{server.rpc_port}"
+            alone, _ = timed(
+                [influxd, "backup", "-portable", "-host", rpc, "-db", "home", f"{work}/alone"]
+            )
+            (work / "ours").mkdir()
+            ours, ours_kb = timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "pitelemetry",
+                    "backup",
+                    "--to",
+                    f"{work}/ours",
+                    "--force",
+                    "--config",
+                    str(config),
+                ]
+            )
+        finally:
+            server.stop()
+        made = next((work / "ours").iterdir())
+
+        scratch = InfluxDB1(work / "scratch")
+        started = time.perf_counter()
+        scratch.start()
+        try:
+            rpc = f"127.0.0.1:{scratch.rpc_port}"
+            subprocess.run(
+                [influxd, "restore", "-portable", "-host", rpc, "-db", "home", f"{work}/alone"],
+                capture_output=True,
+                check=True,
+            )
+            while count(scratch) < args.points:
+                time.sleep(0.05)
+            restore_alone = time.perf_counter() - started
+        finally:
+            scratch.stop()
+        restore_ours, restore_kb = timed(
+            [
+                sys.executable,
+                "-m",
+                "pitelemetry",
+                "restore",
+                "--verify-only",
+                str(made),
+                "--config",
+                str(config),
+            ]
+        )
+    size = sum(p.stat().st_size for p in made.rglob("*") if p.is_file()) if made.exists() else 0
+    print(f"{args.points:,} points; backup {size / 2**20:.1f} MiB")
+    print(
+        f"backup:  influxd alone {alone:6.2f} s, pitelemetry backup {ours:6.2f} s  "
+        f"ratio {alone / ours:.2f} (target >= 0.8)"
+    )
+    print(
+        f"restore: influxd alone {restore_alone:6.2f} s, restore --verify-only "
+        f"{restore_ours:6.2f} s  ratio {restore_alone / restore_ours:.2f} (target >= 0.8)"
+    )
+    print(
+        f"peak RSS of pitelemetry: backup {ours_kb / 1024:.1f} MB, "
+        f"restore {restore_kb / 1024:.1f} MB (the largest child so far; target <= 60 MB)"
+    )
+
+
+if __name__ == "__main__":
+    main()
