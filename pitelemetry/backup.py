@@ -467,12 +467,18 @@ def settled_counts(
     query: Query, database: str, expected: dict[str, dict[str, int]], seconds: float = 60
 ) -> dict[str, dict[str, int]]:
     """The counts once they reach ``expected``, or after ``seconds``: influxd loads a
-    restored shard a moment after ``influxd restore`` returns."""
+    restored shard a moment after ``influxd restore`` returns (and may answer "engine
+    is closed" meanwhile)."""
     deadline = time.monotonic() + seconds
     while True:
-        found = point_counts(query, database)
-        if not compare(expected, found) or time.monotonic() > deadline:
-            return found
+        try:
+            found = point_counts(query, database)
+        except (ValueError, WriteError):  # "engine is closed" while a shard opens
+            if time.monotonic() > deadline:
+                raise
+        else:
+            if not compare(expected, found) or time.monotonic() > deadline:
+                return found
         time.sleep(0.2)
 
 

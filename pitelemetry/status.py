@@ -152,7 +152,8 @@ def _render(state: dict[str, Any], now: float | None = None) -> str:
         lines.append(f"          IN MEMORY ONLY: {_cut(spool['degraded'], 55)}")
     backup = state.get("backup")
     if backup is not None:  # [backup] to is set
-        made = f"{_ago(backup['time'], now)}, {_cut(backup['path'], 50)}" if backup else "never"
+        name = _cut(backup["path"].rsplit("/", 1)[-1], 50) if backup else ""
+        made = f"{_ago(backup['time'], now)}, {name}" if backup else "never"
         lines.append(f"backup    last: {made}")
     lines.append(f"{'input':<16}{'last ok':>12}{'errors':>8}  last error")
     for item in state["inputs"]:

@@ -199,3 +199,32 @@ def test_secrets_only_when_asked_and_then_for_the_owner_only(
     assert "s3cret" not in "".join(
         p.read_text(errors="replace") for p in plain.path.rglob("*.json")
     )
+
+
+def test_status_and_the_agents_points_show_the_last_backup(
+    tmp_path: Path, server: InfluxDB1
+) -> None:
+    server.create_database("home")
+    target = tmp_path / "backups"
+    target.mkdir()
+    path = tmp_path / "a.toml"
+    write_config(path, server, tmp_path / "state")
+    path.write_text(path.read_text().replace("[backup]\n", f'[backup]\nto = "{target}"\n'))
+    config = load(path, environ={})
+    daemon = Daemon(path).start()
+    try:
+        deadline = time.monotonic() + 30
+        while "backup    last: never" not in daemon.command("status").stdout:
+            assert time.monotonic() < deadline, daemon.command("status").stdout
+            time.sleep(0.5)
+        made = backup.backup(config, target, keep=2, force=True, say=lambda _: None)
+        while made.path.name not in daemon.command("status").stdout:
+            assert time.monotonic() < deadline + 30, daemon.command("status").stdout
+            time.sleep(0.5)
+        ages = server.rows(
+            "SELECT last(backup_age_s) FROM pitelemetry WHERE scope = 'agent'", "home"
+        )
+    finally:
+        assert daemon.stop() == 0, daemon.stderr
+    assert ages
+    assert ages[0]["last"] >= 0
