@@ -23,7 +23,7 @@ from types import FrameType
 from pitelemetry import __version__, health
 from pitelemetry.clock import Clock
 from pitelemetry.collector import Collector, RunningInput
-from pitelemetry.config import Config, ConfigError, InputConfig, load
+from pitelemetry.config import Config, ConfigError, InputConfig, flush_interval, load
 from pitelemetry.heartbeat import Heartbeat
 from pitelemetry.inputs import registry
 from pitelemetry.logs import StateLog
@@ -83,7 +83,7 @@ class Agent:
             spool or open_spool(Path(agent.state_dir) / "spool", agent.spool_max_bytes),
             self.clock,
             batch_size=agent.batch_size,
-            flush_interval=agent.flush_interval,
+            flush_interval=flush_interval(config),
             on_event=self.event,
         )
         inputs = build_inputs(config, self.clock)
