@@ -136,10 +136,9 @@ def backup(
     if not to.is_dir():
         raise BackupError(f"{to} is not a directory: mount the backup disk, or mkdir it")
     version = _influx_version(config)
-    same = [p for p in (Path(config.agent.state_dir), INFLUX_DATA) if _same_device(to, p)]
-    if same and not force:
+    if (same := same_device_as_data(config, to)) and not force:
         raise BackupError(
-            f"{to} is on the same device as {same[0]}: a copy on the same SD card is no "
+            f"{to} is on the same device as {same}: a copy on the same SD card is no "
             "backup; use a USB disk or a NAS mount (--force to do it anyway)"
         )
     needed = _size(INFLUX_DATA) + _size(Path(config.agent.state_dir)) + 16 * 1024 * 1024
@@ -224,6 +223,14 @@ def _influx_version(config: Config) -> str:
             "need `pitelemetry backup` of a 1.x stack)"
         )
     return version
+
+
+def same_device_as_data(config: Config, to: Path) -> Path | None:
+    """The data directory ``to`` shares a device with (the state, InfluxDB's data)."""
+    for data in (Path(config.agent.state_dir), INFLUX_DATA):
+        if _same_device(to, data):
+            return data
+    return None
 
 
 def _same_device(a: Path, b: Path) -> bool:

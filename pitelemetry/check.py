@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,8 @@ def run_checks(config: Config) -> Iterator[CheckResult]:
     yield from _check_secret_files(config)
     yield from _check_inputs(config)
     yield from _check_alerts(config)
+    if config.backup.to:
+        yield _check_backup(config)
 
 
 def _check_secret_files(config: Config) -> Iterator[CheckResult]:
@@ -124,6 +127,23 @@ def _check_influxdb(config: Config) -> CheckResult:
             f"{where}: database {influx.database!r} does not exist; run `pitelemetry provision`",
         )
     return CheckResult("influxdb", True, f"{where}, database {influx.database!r} exists")
+
+
+def _check_backup(config: Config) -> CheckResult:
+    """Whether the nightly backup has somewhere to go, and when it last went."""
+    from pitelemetry.backup import same_device_as_data  # noqa: PLC0415
+    from pitelemetry.health import last_backup  # noqa: PLC0415
+
+    to = Path(config.backup.to)
+    if not to.is_dir():
+        return CheckResult("backup", False, f"{to} does not exist: is the backup disk mounted?")
+    if same := same_device_as_data(config, to):
+        return CheckResult(
+            "backup", False, f"{to} is on the device of {same}: is the backup disk mounted?"
+        )
+    noted = last_backup(config)
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(noted["time"])) if noted else "none yet"
+    return CheckResult("backup", True, f"to {to}; last: {when}")
 
 
 def _check_alerts(config: Config) -> Iterator[CheckResult]:

@@ -228,3 +228,20 @@ def test_status_and_the_agents_points_show_the_last_backup(
         assert daemon.stop() == 0, daemon.stderr
     assert ages
     assert ages[0]["last"] >= 0
+
+
+def test_check_says_when_the_backup_disk_is_not_there(tmp_path: Path, server: InfluxDB1) -> None:
+    from pitelemetry import check  # noqa: PLC0415
+
+    path = tmp_path / "a.toml"
+    write_config(path, server, tmp_path / "state")
+    text = path.read_text()
+    for to, said in (
+        (tmp_path / "not-mounted", "does not exist: is the backup disk mounted?"),
+        (tmp_path, "is on the device of"),  # a directory on the card itself
+    ):
+        path.write_text(text.replace("[backup]\n", f'[backup]\nto = "{to}"\n'))
+        lines = [r.render() for r in check.run_checks(load(path, environ={}))]
+        [line] = [line for line in lines if line.split()[1] == "backup"]
+        assert line.startswith("FAIL")
+        assert said in line
