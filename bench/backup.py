@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -29,12 +30,16 @@ T0 = 1_700_000_000_000_000_000
 
 
 def fill(server: InfluxDB1, points: int) -> None:
+    """Readings as noisy as a sensor's (regular data would compress to nothing): ten
+    hosts' series, one point every 10 s each."""
     server.create_database("home")
     writer = V1Writer(server.url, database="home")
+    noise = random.Random(1)
     for start in range(0, points, BATCH):
         writer.write(
             [
-                f"system,host=pi load1={i % 400 / 100},n={i}i {T0 + i * 10**9}"
+                f"system,host=pi{i % 10} load1={noise.gauss(0.5, 0.2):.4f},"
+                f"temp_c={noise.gauss(48, 3):.3f},n={i}i {T0 + i * 10**9}"
                 for i in range(start, min(points, start + BATCH))
             ]
         )
@@ -56,7 +61,10 @@ def timed(command: list[str]) -> tuple[float, int]:
 
 
 def count(server: InfluxDB1) -> int:
-    rows = server.rows("SELECT count(n) FROM system", "home")
+    try:
+        rows = server.rows("SELECT count(n) FROM system", "home")
+    except ValueError:  # "shard is disabled" while a restored shard opens
+        return 0
     return int(rows[0]["count"]) if rows else 0
 
 
@@ -102,6 +110,8 @@ influxdb_rpc = "127.0.0.1:{server.rpc_port}"
         finally:
             server.stop()
         made = next((work / "ours").iterdir())
+        size = sum(p.stat().st_size for p in made.rglob("*") if p.is_file())
+        startup, _ = timed([sys.executable, "-m", "pitelemetry", "--version"])
 
         scratch = InfluxDB1(work / "scratch")
         started = time.perf_counter()
@@ -130,7 +140,6 @@ influxdb_rpc = "127.0.0.1:{server.rpc_port}"
                 str(config),
             ]
         )
-    size = sum(p.stat().st_size for p in made.rglob("*") if p.is_file()) if made.exists() else 0
     print(f"{args.points:,} points; backup {size / 2**20:.1f} MiB")
     print(
         f"backup:  influxd alone {alone:6.2f} s, pitelemetry backup {ours:6.2f} s  "
@@ -141,8 +150,12 @@ influxdb_rpc = "127.0.0.1:{server.rpc_port}"
         f"{restore_ours:6.2f} s  ratio {restore_alone / restore_ours:.2f} (target >= 0.8)"
     )
     print(
+        f"our overhead: backup +{ours - alone:.2f} s, restore "
+        f"+{restore_ours - restore_alone:.2f} s; starting pitelemetry (--version) {startup:.2f} s"
+    )
+    print(
         f"peak RSS of pitelemetry: backup {ours_kb / 1024:.1f} MB, "
-        f"restore {restore_kb / 1024:.1f} MB (the largest child so far; target <= 60 MB)"
+        f"restore {restore_kb / 1024:.1f} MB (target <= 60 MB)"
     )
 
 

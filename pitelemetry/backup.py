@@ -486,7 +486,7 @@ def settled_counts(
         else:
             if not compare(expected, found) or time.monotonic() > deadline:
                 return found
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 def verify_only(archive: Path, say: Say = print) -> dict[str, dict[str, int]]:
