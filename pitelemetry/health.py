@@ -97,6 +97,7 @@ def snapshot(agent: Agent) -> dict[str, Any]:
             if running.config.type != "pitelemetry"
         ],
         "backup": last_backup(agent.config) if agent.config.backup.to else None,
+        "heartbeat": agent.heartbeat.status() if agent.heartbeat is not None else None,
     }
 
 

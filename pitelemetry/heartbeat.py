@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -56,6 +57,9 @@ class Heartbeat:
         self.style = style_of(url, style)
         self.sent = 0
         self.last_status = ""
+        self.last_sent: float | None = None  # when the monitor last took a ping
+        self.reported = ""  # what the last ping said: "up", or the failure's reason
+        self.problem = ""  # why the monitor could not be told, while it lasts
         self._busy = threading.Lock()
         self._problems = StateLog(log)
 
@@ -64,21 +68,36 @@ class Heartbeat:
         if not self._busy.acquire(blocking=False):
             return
         request = request_for(self.url, self.style, healthy, reason)
-        threading.Thread(target=self._send, args=(request,), name="heartbeat", daemon=True).start()
+        said = "up" if healthy else reason
+        threading.Thread(
+            target=self._send, args=(request, said), name="heartbeat", daemon=True
+        ).start()
 
-    def _send(self, request: urllib.request.Request) -> None:
+    def _send(self, request: urllib.request.Request, said: str) -> None:
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
                 response.read(1024)
                 self.last_status = str(response.status)
             self.sent += 1
+            self.last_sent, self.reported, self.problem = time.time(), said, ""
             self._problems.clear("ping", "heartbeat: the monitor answers again")
         except urllib.error.HTTPError as exc:
             self.last_status = str(exc.code)
-            self._problems.report("ping", f"heartbeat: the monitor answered {exc.code}")
+            self.problem = f"the monitor answered {exc.code}"
+            self._problems.report("ping", f"heartbeat: {self.problem}")
         except (OSError, ValueError) as exc:
             self.last_status = "unreachable"
-            reason = getattr(exc, "reason", exc)
-            self._problems.report("ping", f"heartbeat: the monitor cannot be reached ({reason})")
+            self.problem = f"the monitor cannot be reached ({getattr(exc, 'reason', exc)})"
+            self._problems.report("ping", f"heartbeat: {self.problem}")
         finally:
             self._busy.release()
+
+    def status(self) -> dict[str, object]:
+        """For ``pitelemetry status``: never the URL."""
+        return {
+            "style": self.style,
+            "sent": self.sent,
+            "last_sent": self.last_sent,
+            "reported": self.reported,
+            "problem": self.problem,
+        }

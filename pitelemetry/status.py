@@ -150,6 +150,15 @@ def _render(state: dict[str, Any], now: float | None = None) -> str:
     lines.append(f"spool     {spool['points']} points, {_size(spool['bytes'])}{oldest}")
     if spool.get("degraded"):
         lines.append(f"          IN MEMORY ONLY: {_cut(spool['degraded'], 55)}")
+    heartbeat = state.get("heartbeat")
+    if heartbeat is not None:  # [agent] heartbeat_url is set
+        sent = f"{heartbeat['sent']} pings ({heartbeat['style']})"
+        if heartbeat["last_sent"]:
+            told = "up" if heartbeat["reported"] == "up" else "FAILING"
+            sent += f", last {_ago(heartbeat['last_sent'], now)}: {told}"
+        lines.append(f"heartbeat {sent}")
+        if heartbeat["problem"]:
+            lines.append(f"          NOT DELIVERED: {_cut(heartbeat['problem'], 55)}")
     backup = state.get("backup")
     if backup is not None:  # [backup] to is set
         name = _cut(backup["path"].rsplit("/", 1)[-1], 50) if backup else ""

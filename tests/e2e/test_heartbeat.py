@@ -85,6 +85,13 @@ def test_success_while_writes_succeed_failure_soon_after_influxdb_stops(
         daemon = Daemon(config).start()
         first = catcher.wait_for("GET", SECRET)
         catcher.wait_for("GET", SECRET, after=first + 0.5)  # and again, each interval
+        deadline = time.monotonic() + 20
+        while ": up" not in (status := daemon.command("status").stdout):
+            assert time.monotonic() < deadline, status
+            time.sleep(0.5)
+        assert "heartbeat " in status
+        assert "(healthchecks)" in status
+        assert SECRET not in status
         stopped = time.monotonic()
         influxdb.stop()
         failed = catcher.wait_for("POST", f"{SECRET}/fail", after=stopped)
@@ -118,3 +125,29 @@ def test_the_style_follows_the_url() -> None:
         "POST",
         b"x",
     )
+
+
+def test_a_monitor_that_cannot_be_reached_shows_in_status(tmp_path: Path) -> None:
+    from tests.servers import free_port  # noqa: PLC0415
+
+    influxdb = InfluxDB1(tmp_path / "influxdb")
+    influxdb.start()
+    try:
+        influxdb.create_database("beat")
+        config = write_config(
+            tmp_path,
+            f'url = "{influxdb.url}"\ndatabase = "beat"',
+            agent=f'heartbeat_url = "http://127.0.0.1:{free_port()}/{SECRET}"\n'
+            'heartbeat_interval = "1s"',
+        )
+        daemon = Daemon(config).start()
+        deadline = time.monotonic() + 30
+        while "NOT DELIVERED" not in (status := daemon.command("status").stdout):
+            assert time.monotonic() < deadline, status
+            time.sleep(0.5)
+        assert daemon.stop() == 0
+    finally:
+        influxdb.stop()
+    assert "the monitor cannot be reached" in status
+    assert daemon.stderr.count("heartbeat: the monitor cannot be reached") == 1  # once
+    assert SECRET not in status + daemon.stderr
