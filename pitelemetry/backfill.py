@@ -32,10 +32,11 @@ MAX_WAIT_S = 120.0  # longer than this for a quota or a rate limit: ask the next
 class Progress:
     """A bar that redraws in place on a terminal, one line per symbol elsewhere."""
 
-    def __init__(self, total: int, out: TextIO) -> None:
+    def __init__(self, total: int, out: TextIO, label: str = "backfill") -> None:
         self.total = total
         self.done = 0
         self.out = out
+        self.label = label
         self.tty = out.isatty()
 
     def step(self, symbol: str, result: str) -> None:
@@ -47,7 +48,7 @@ class Progress:
             if self.done == self.total:
                 self.out.write("\n")
         else:
-            self.out.write(f"backfill {self.done}/{self.total} {symbol}: {result}\n")
+            self.out.write(f"{self.label} {self.done}/{self.total} {symbol}: {result}\n")
         self.out.flush()
 
 

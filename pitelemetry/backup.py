@@ -131,8 +131,11 @@ def backup(
     force: bool = False,
     say: Say = print,
     now: Callable[[], float] = time.time,
+    step: Callable[[str, str], None] | None = None,
 ) -> Backup:
-    """Make one backup in ``to``; keep the newest ``keep`` of this host's."""
+    """Make one backup in ``to``; keep the newest ``keep`` of this host's. ``step(part,
+    result)`` is told as each part is done (a progress bar on a terminal: ``STEPS``,
+    one more with secrets)."""
     if not to.is_dir():
         raise BackupError(f"{to} is not a directory: mount the backup disk, or mkdir it")
     version = _influx_version(config)
@@ -154,7 +157,7 @@ def backup(
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=to))
     try:
         staging.chmod(0o700 if include_secrets else 0o755)
-        manifest = _fill(config, staging, include_secrets, say)
+        manifest = _fill(config, staging, include_secrets, say, step or _said(say))
         manifest.update(host=host, created=stamp.isoformat(), influxdb=version)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         if include_secrets:
@@ -180,20 +183,36 @@ def backup(
     return Backup(final, manifest)
 
 
-def _fill(config: Config, staging: Path, include_secrets: bool, say: Say) -> dict[str, Any]:
+STEPS = 6
+
+
+def _said(say: Say) -> Callable[[str, str], None]:
+    return lambda part, result: say(f"{part}: {result}")
+
+
+def _fill(
+    config: Config, staging: Path, include_secrets: bool, say: Say, step: Callable[[str, str], None]
+) -> dict[str, Any]:
     """Everything a backup holds, into ``staging``; the manifest (without host, time
     and InfluxDB version)."""
     influx = config.influxdb
-    say(f"counting points in {influx.database!r}")
     counts = point_counts(lambda q, d: _influx(config, q, d), influx.database)
-    say(f"backing up InfluxDB database {influx.database!r} (live)")
+    total = sum(sum(m.values()) for m in counts.values())
+    step("points counted", f"{total} in {influx.database!r}")
     _influxd_backup(config, staging / "influxdb")
+    step("InfluxDB", f"{_size(staging / 'influxdb') / 2**20:.1f} MiB (live)")
     (staging / "config").mkdir()
     shutil.copy2(config.path, staging / "config" / "pitelemetry.toml")
+    step("config", config.path)
     modes = _copy_state(Path(config.agent.state_dir), staging / "state")
+    step("state", f"{len(modes)} files")
     _copy_drop_ins(staging / "systemd")
+    step("drop-ins", f"{len(list((staging / 'systemd').rglob('*.conf')))} files")
     grafana = _grafana_objects(config, staging / "grafana", say)
+    step("Grafana", f"{len(grafana)} objects" if grafana else "none")
     secrets = _copy_secrets(config, staging / "secrets") if include_secrets else []
+    if include_secrets:
+        step("secrets", f"{len(secrets)} files")
     return {
         "format": 1,
         "pitelemetry": __version__,

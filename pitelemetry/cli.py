@@ -243,7 +243,8 @@ def _alerts_test(config: Config, name: str | None) -> int:
 def _backup(config: Config, args: argparse.Namespace) -> int:
     from pathlib import Path  # noqa: PLC0415
 
-    from pitelemetry.backup import BackupError, backup  # noqa: PLC0415
+    from pitelemetry.backfill import Progress  # noqa: PLC0415
+    from pitelemetry.backup import STEPS, BackupError, backup  # noqa: PLC0415
 
     to = args.to or config.backup.to
     if not to:
@@ -261,6 +262,7 @@ def _backup(config: Config, args: argparse.Namespace) -> int:
             include_secrets=args.include_secrets,
             force=args.force,
             say=lambda line: print(line, flush=True),
+            step=Progress(STEPS + args.include_secrets, sys.stdout, "backup").step,
         )
     except BackupError as exc:
         print(f"pitelemetry backup: {exc}", file=sys.stderr)

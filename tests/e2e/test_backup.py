@@ -245,3 +245,33 @@ def test_check_says_when_the_backup_disk_is_not_there(tmp_path: Path, server: In
         [line] = [line for line in lines if line.split()[1] == "backup"]
         assert line.startswith("FAIL")
         assert said in line
+
+
+def test_the_command_says_each_part_as_it_is_done(tmp_path: Path, server: InfluxDB1) -> None:
+    server.create_database("home")
+    influx_write(server, "x v=1")
+    config = write_config(tmp_path / "a.toml", server, tmp_path / "state")
+    (tmp_path / "backups").mkdir()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pitelemetry",
+            "backup",
+            "--to",
+            str(tmp_path / "backups"),
+            "--force",
+            "--config",
+            config.path,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()  # not a terminal: a plain line per part
+    assert lines[0] == "backup 1/6 points counted: 1 in 'home'"
+    assert lines[1].startswith("backup 2/6 InfluxDB: ")
+    assert lines[5] == "backup 6/6 Grafana: none"
+    assert lines[6].startswith(f"backup {tmp_path / 'backups'}/pi-a-")
