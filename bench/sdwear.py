@@ -59,19 +59,16 @@ class DebianInfluxDB(InfluxDB1):
     def __init__(self, workdir: Path, environment: dict[str, str]) -> None:
         super().__init__(workdir)
         self.environment = environment
+        # The test server's config without what it turns off: Debian's settings.
+        shipped = self.config_path.read_text()
+        for line in (
+            "  query-log-enabled = false\n",
+            "  log-enabled = false\n",
+            '  run-interval = "1s"\n',
+        ):
+            shipped = shipped.replace(line, "")
         self.config_path.write_text(
-            f"""reporting-enabled = false
-bind-address = "127.0.0.1:{self.rpc_port}"
-[meta]
-  dir = "{workdir}/meta"
-[data]
-  dir = "{workdir}/data"
-  wal-dir = "{workdir}/wal"
-[monitor]
-  store-enabled = true
-[http]
-  bind-address = "127.0.0.1:{self.port}"
-"""
+            shipped.replace("store-enabled = false", "store-enabled = true")
         )
 
     def start(self, timeout: float = 30.0) -> None:

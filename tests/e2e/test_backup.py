@@ -54,6 +54,17 @@ def influx_write(influxdb: InfluxDB1, line: str) -> None:
     writer.close()
 
 
+def pitelemetry(config: Config, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command, as a user runs it, with ``config``."""
+    return subprocess.run(
+        [sys.executable, "-m", "pitelemetry", *args, "--config", config.path],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def at(stamp: float) -> Callable[[], float]:
     return lambda: stamp
 
@@ -130,22 +141,7 @@ def test_a_damaged_backup_is_refused_naming_the_file(tmp_path: Path, server: Inf
     shard.write_bytes(bytes(data))
     with pytest.raises(backup.BackupError, match=f"influxdb/{shard.name} is damaged"):
         backup.check(made.path)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pitelemetry",
-            "restore",
-            "--verify-only",
-            str(made.path),
-            "--config",
-            config.path,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = pitelemetry(config, "restore", "--verify-only", str(made.path))
     assert done.returncode == 1
     assert f"{shard.name} is damaged" in done.stderr
 
@@ -252,23 +248,7 @@ def test_the_command_says_each_part_as_it_is_done(tmp_path: Path, server: Influx
     influx_write(server, "x v=1")
     config = write_config(tmp_path / "a.toml", server, tmp_path / "state")
     (tmp_path / "backups").mkdir()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pitelemetry",
-            "backup",
-            "--to",
-            str(tmp_path / "backups"),
-            "--force",
-            "--config",
-            config.path,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = pitelemetry(config, "backup", "--to", str(tmp_path / "backups"), "--force")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()  # not a terminal: a plain line per part
     assert lines[0] == "backup 1/6 points counted: 1 in 'home'"

@@ -246,7 +246,8 @@ def test_the_day_count_survives_a_restart(tmp_path: Path) -> None:
     assert again.wait("IBM", now + 12 * 3600) == 0  # a new UTC day
 
 
-def test_portfolio_in_the_quote_and_the_base_currency(quotes: QuoteServer, tmp_path: Path) -> None:
+def holding_aapl_in_eur(quotes: QuoteServer, tmp_path: Path) -> StocksInput:
+    """Ten AAPL bought for 3,000 USD, totals also in EUR, on a Tuesday at noon."""
     quotes.serve(YAHOO.format("AAPL"), "yahoo_v8_chart_aapl_2026-07-24.json")
     quotes.serve("/v1/latest", "frankfurter_v1_latest_2026-07-10.json")
     stocks, _ = make(
@@ -258,6 +259,11 @@ def test_portfolio_in_the_quote_and_the_base_currency(quotes: QuoteServer, tmp_p
         base_currency="EUR",
         fx_url=quotes.url,
     )
+    return stocks
+
+
+def test_portfolio_in_the_quote_and_the_base_currency(quotes: QuoteServer, tmp_path: Path) -> None:
+    stocks = holding_aapl_in_eur(quotes, tmp_path)
     points = {
         (p.measurement, p.tags.get("scope", ""), p.tags.get("currency")): p for p in collect(stocks)
     }
@@ -381,15 +387,5 @@ def test_no_error_body_becomes_a_point(
 
 
 def test_golden_line_protocol(quotes: QuoteServer, tmp_path: Path) -> None:
-    quotes.serve(YAHOO.format("AAPL"), "yahoo_v8_chart_aapl_2026-07-24.json")
-    quotes.serve("/v1/latest", "frankfurter_v1_latest_2026-07-10.json")
-    stocks, _ = make(
-        quotes,
-        Clock(TUESDAY_NOON),
-        tmp_path,
-        symbols=("AAPL",),
-        instruments={"AAPL": Instrument(quantity=10, cost_basis=3000.0)},
-        base_currency="EUR",
-        fx_url=quotes.url,
-    )
+    stocks = holding_aapl_in_eur(quotes, tmp_path)
     assert_golden("stocks", collect(stocks))
