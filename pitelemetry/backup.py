@@ -329,13 +329,7 @@ def _grafana_objects(config: Config, target: Path, say: Say) -> list[str]:
     grafana = config.grafana
     if not (grafana.token_file or grafana.password_file):
         return []
-    client = GrafanaClient(
-        grafana.url,
-        token=grafana.token_file.reveal() if grafana.token_file else "",
-        username=grafana.username,
-        password=grafana.password_file.reveal() if grafana.password_file else "",
-        timeout=grafana.timeout,
-    )
+    client = GrafanaClient.from_config(grafana)
     saved = []
     try:
         objects: dict[str, Any] = {}
@@ -353,6 +347,8 @@ def _grafana_objects(config: Config, target: Path, say: Say) -> list[str]:
     except GrafanaError as exc:
         say(f"Grafana left out of the backup: {exc}")
         return []
+    finally:
+        client.close()
     target.mkdir()
     for name, value in objects.items():
         (target / name).write_text(json.dumps(value, indent=1, sort_keys=True) + "\n")

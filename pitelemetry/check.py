@@ -15,6 +15,7 @@ from pitelemetry.agent import build_inputs
 from pitelemetry.clock import Clock
 from pitelemetry.collector import Collector
 from pitelemetry.config import Config, ConfigError, contact_secrets, secret_objects
+from pitelemetry.transport import Transport, one_shot
 from pitelemetry.writer import AuthError, WriteError, api_for_version, ping
 
 
@@ -29,15 +30,18 @@ class CheckResult:
         return f"{mark} {self.subject:<10} {self.detail}"
 
 
-def run_checks(config: Config) -> Iterator[CheckResult]:
+def run_checks(config: Config, *, transport: Transport | None = None) -> Iterator[CheckResult]:
+    """One result per line of ``check``; every request to InfluxDB goes through
+    ``transport`` (a fresh one, closed at the end, by default)."""
     yield CheckResult("config", True, f"{config.path} ({len(config.inputs)} inputs)")
     clock = Clock(give_up_after=config.agent.clock_wait)
     yield CheckResult("clock", clock.trusted(), clock.reason)
-    yield _check_influxdb(config)
-    yield _check_state_dir(Path(config.agent.state_dir))
-    yield from _check_secret_files(config)
-    yield from _check_inputs(config)
-    yield from _check_alerts(config)
+    with one_shot(transport) as http:
+        yield _check_influxdb(config, http)
+        yield _check_state_dir(Path(config.agent.state_dir))
+        yield from _check_secret_files(config)
+        yield from _check_inputs(config)
+        yield from _check_alerts(config, http)
     if config.backup.to:
         yield _check_backup(config)
 
@@ -93,10 +97,10 @@ def directory_problem(directory: Path, *, writing: bool = False) -> str:
     return ""
 
 
-def _check_influxdb(config: Config) -> CheckResult:
+def _check_influxdb(config: Config, transport: Transport) -> CheckResult:
     influx = config.influxdb
     try:
-        version = ping(influx.url, influx.timeout)
+        version = ping(influx.url, influx.timeout, transport=transport)
     except WriteError as exc:
         return CheckResult("influxdb", False, f"{exc}; is InfluxDB running? [influxdb] url")
     api = api_for_version(version) if influx.api == "auto" else influx.api
@@ -112,6 +116,7 @@ def _check_influxdb(config: Config) -> CheckResult:
             username=influx.username,
             password=password,
             timeout=influx.timeout,
+            transport=transport,
         )
     except AuthError as exc:
         return CheckResult(
@@ -146,7 +151,7 @@ def _check_backup(config: Config) -> CheckResult:
     return CheckResult("backup", True, f"to {to}; last: {when}")
 
 
-def _check_alerts(config: Config) -> Iterator[CheckResult]:
+def _check_alerts(config: Config, transport: Transport) -> Iterator[CheckResult]:
     """The contact points and rules provision registers, and whether each rule's
     measurement and tags have series: a rule on a misspelt field never fires. A rule of
     your own without data fails; a default one is only listed (a new install has no
@@ -171,6 +176,7 @@ def _check_alerts(config: Config) -> Iterator[CheckResult]:
                 username=influx.username,
                 password=password,
                 timeout=influx.timeout,
+                transport=transport,
             )
             series = len(results[0].get("series") or []) if results else 0
         except (WriteError, ValueError) as exc:

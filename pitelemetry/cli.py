@@ -206,37 +206,35 @@ def _alerts_test(config: Config, name: str | None) -> int:
         )
         return EXIT_USAGE
     grafana = config.grafana
-    client = GrafanaClient(
-        grafana.url,
-        token=grafana.token_file.reveal() if grafana.token_file else "",
-        username=grafana.username,
-        password=grafana.password_file.reveal() if grafana.password_file else "",
-        timeout=grafana.timeout,
-    )
     failed = False
     reveal = contact_secrets(config)
-    for contact in contacts:
-        try:
-            status, answer = client.test_receiver(alerting.contact_point(contact, reveal(contact)))
-        except ConfigError as exc:
-            print(f"pitelemetry alerts test: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        except GrafanaError as exc:
-            print(f"FAIL {contact.name}: {exc}")
-            failed = True
-            continue
-        results = [
-            c
-            for r in answer.get("receivers") or []
-            for c in r.get("grafana_managed_receiver_configs") or []
-        ]
-        errors = [r.get("error", "") for r in results if r.get("status") != "ok"]
-        if status == 200 and results and not errors:
-            print(f"ok   {contact.name} ({contact.type}): Grafana sent a test notification")
-        else:
-            reason = "; ".join(e for e in errors if e) or answer.get("message") or f"HTTP {status}"
-            print(f"FAIL {contact.name} ({contact.type}): {reason}")
-            failed = True
+    with GrafanaClient.from_config(grafana) as client:
+        for contact in contacts:
+            try:
+                status, answer = client.test_receiver(
+                    alerting.contact_point(contact, reveal(contact))
+                )
+            except ConfigError as exc:
+                print(f"pitelemetry alerts test: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            except GrafanaError as exc:
+                print(f"FAIL {contact.name}: {exc}")
+                failed = True
+                continue
+            results = [
+                c
+                for r in answer.get("receivers") or []
+                for c in r.get("grafana_managed_receiver_configs") or []
+            ]
+            errors = [r.get("error", "") for r in results if r.get("status") != "ok"]
+            if status == 200 and results and not errors:
+                print(f"ok   {contact.name} ({contact.type}): Grafana sent a test notification")
+            else:
+                reason = (
+                    "; ".join(e for e in errors if e) or answer.get("message") or f"HTTP {status}"
+                )
+                print(f"FAIL {contact.name} ({contact.type}): {reason}")
+                failed = True
     return EXIT_FAILURE if failed else EXIT_OK
 
 

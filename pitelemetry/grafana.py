@@ -11,11 +11,21 @@ what failed and how to fix it; callers branch on the type and on ``status_text``
 
 from __future__ import annotations
 
+import base64
+import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import requests
+from pitelemetry.transport import HttpTransport, Transport, TransportError
+
+if TYPE_CHECKING:
+    from pitelemetry.config import GrafanaConfig
+
+
+# Dashboards are the largest answers (hundreds of KB); a server sending more than this is
+# not the Grafana we provision, and is not read into the Pi's memory.
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
 
 
 class GrafanaError(Exception):
@@ -44,36 +54,75 @@ class GrafanaClient:
         username: str = "",
         password: str = "",
         timeout: float = 10.0,
-        session: requests.Session | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self.session = session or requests.Session()
-        self.session.headers["Accept"] = "application/json"
+        self.transport = transport or HttpTransport()
+        self.headers = {"Accept": "application/json"}
         if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
+            self.headers["Authorization"] = f"Bearer {token}"
         elif username:
-            self.session.auth = (username, password)
+            basic = base64.b64encode(f"{username}:{password}".encode()).decode()
+            self.headers["Authorization"] = f"Basic {basic}"
+
+    @classmethod
+    def from_config(
+        cls, grafana: GrafanaConfig, transport: Transport | None = None
+    ) -> GrafanaClient:
+        """A client for ``[grafana]``, its secrets read now."""
+        return cls(
+            grafana.url,
+            token=grafana.token_file.reveal() if grafana.token_file else "",
+            username=grafana.username,
+            password=grafana.password_file.reveal() if grafana.password_file else "",
+            timeout=grafana.timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        """Close the transport's kept-alive connections."""
+        self.transport.close()
+
+    def __enter__(self) -> GrafanaClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _request(
         self, method: str, path: str, body: object = None, headers: dict[str, str] | None = None
     ) -> tuple[int, Any]:
+        sent = dict(self.headers, **(headers or {}))
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            sent["Content-Type"] = "application/json"
         try:
-            response = self.session.request(
-                method, self.url + path, json=body, timeout=self.timeout, headers=headers
+            answer = self.transport.request(
+                method,
+                self.url + path,
+                data,
+                sent,
+                timeout=self.timeout,
+                max_bytes=MAX_ANSWER_BYTES,
             )
-        except requests.RequestException as exc:
+        except TransportError as exc:
             raise GrafanaUnreachableError(
-                f"cannot reach Grafana at {self.url}: {type(exc).__name__}; is it running? "
-                "[grafana] url"
+                f"cannot reach Grafana at {self.url}: {exc}; is it running? [grafana] url"
             ) from None
+        if answer.truncated:
+            raise GrafanaError(
+                f"Grafana's answer to {method} {path} is over {MAX_ANSWER_BYTES} bytes",
+                answer.status,
+            )
         try:
-            data = response.json() if response.content else None
+            reply = answer.json() if answer.body else None
         except ValueError:
-            data = {"message": response.text[:200]}
-        status = response.status_code
+            reply = {"message": answer.text[:200]}
+        status = answer.status
         if status in (401, 403):
-            message = data.get("message", "") if isinstance(data, dict) else ""
+            message = reply.get("message", "") if isinstance(reply, dict) else ""
             hint = (
                 "check [grafana] token_file (a service-account token) or username/password_file"
                 if status == 401
@@ -84,7 +133,7 @@ class GrafanaClient:
             )
         if status == 503:
             raise GrafanaUnreachableError(f"Grafana at {self.url} is starting (503)", status)
-        return status, data
+        return status, reply
 
     def _expect(
         self,

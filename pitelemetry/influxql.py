@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import base64
-import http.client
-import json
 import urllib.parse
 from typing import Any
 
-from pitelemetry.writer import RetryableError, classify, exchange
+from pitelemetry.transport import Transport, TransportError, one_shot
+from pitelemetry.writer import RetryableError, classify, endpoint
 
 # What our queries (check, provision, backfill) read back is small; a server answering
 # with gigabytes must not fill the Pi's memory.
@@ -39,12 +38,12 @@ def query(
     password: str = "",
     timeout: float = 10.0,
     epoch: str = "",
+    transport: Transport | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``statement`` (POST, so it may change things) and return its ``results``.
 
     Raises a :class:`~pitelemetry.writer.WriteError` subclass for HTTP errors and
     ``ValueError`` when a statement itself failed."""
-    parts = urllib.parse.urlsplit(url)
     params = {"q": statement}
     if database:
         params["db"] = database
@@ -54,29 +53,29 @@ def query(
     if username:
         token = base64.b64encode(f"{username}:{password}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
-    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = cls(parts.hostname or "127.0.0.1", parts.port or 8086, timeout=timeout)
-    try:
-        response, data = exchange(
-            conn,
-            "POST",
-            parts.path.rstrip("/") + "/query",
-            urllib.parse.urlencode(params),
-            headers,
-            deadline=timeout,
-            max_bytes=MAX_RESULT_BYTES,
-        )
-        body = data.decode("utf-8", "replace")
-        if len(data) >= MAX_RESULT_BYTES:
-            raise RetryableError(f"the answer from {url} is over {MAX_RESULT_BYTES} bytes")
-    except (OSError, http.client.HTTPException) as exc:
-        raise RetryableError(f"cannot reach InfluxDB at {url}: {exc}") from None
-    finally:
-        conn.close()
-    error = classify(response.status, body, response.getheader("Retry-After"), 0)
+    with one_shot(transport) as http:
+        try:
+            answer = http.request(
+                "POST",
+                endpoint(url, "/query"),
+                urllib.parse.urlencode(params).encode(),
+                headers,
+                timeout=timeout,
+                max_bytes=MAX_RESULT_BYTES,
+            )
+        except TransportError as exc:
+            raise RetryableError(f"cannot reach InfluxDB at {url}: {exc}") from None
+    if answer.truncated and len(answer.body) >= MAX_RESULT_BYTES:
+        raise RetryableError(f"the answer from {url} is over {MAX_RESULT_BYTES} bytes")
+    error = classify(answer.status, answer.text, answer.header("Retry-After"), 0)
     if error is not None:
         raise error
-    results: list[dict[str, Any]] = json.loads(body).get("results", [])
+    try:
+        results: list[dict[str, Any]] = answer.json().get("results", [])
+    except (ValueError, AttributeError):
+        raise RetryableError(
+            f"{url} answered /query with something other than InfluxDB's JSON"
+        ) from None
     for result in results:
         if "error" in result:
             raise ValueError(f"InfluxDB: {result['error']} (in {statement!r})")

@@ -39,6 +39,7 @@ from pitelemetry.config import (
 )
 from pitelemetry.grafana import GrafanaClient, GrafanaError, GrafanaUnreachableError
 from pitelemetry.influxql import ident
+from pitelemetry.transport import HttpTransport, Transport, TransportError
 from pitelemetry.writer import AuthError, WriteError, api_for_version, wait_for
 
 CQ_NAME = "pitelemetry_downsample"
@@ -101,9 +102,10 @@ def _days(seconds: float) -> str:
 
 
 class InfluxV1:
-    def __init__(self, config: Config, dry_run: bool) -> None:
+    def __init__(self, config: Config, dry_run: bool, transport: Transport) -> None:
         self.influx = config.influxdb
         self.dry_run = dry_run
+        self.transport = transport
         self.password = self.influx.password_file.reveal() if self.influx.password_file else ""
 
     def query(self, statement: str) -> list[dict[str, Any]]:
@@ -114,6 +116,7 @@ class InfluxV1:
                 username=self.influx.username,
                 password=self.password,
                 timeout=self.influx.timeout,
+                transport=self.transport,
             )
         except AuthError as exc:
             raise ProvisionError(
@@ -201,40 +204,55 @@ class InfluxV1:
 TASK_NAME = "pitelemetry downsample"
 
 
+MAX_API_BYTES = 32 * 1024 * 1024  # lists of a few buckets, DBRPs and tasks
+
+
 class _Api:
-    """``requests`` against InfluxDB's management API with the configured token."""
+    """InfluxDB's management API (JSON) with the configured token, over ``transport``."""
 
-    def __init__(self, config: Config) -> None:
-        import requests  # noqa: PLC0415 - only provision needs it
-
+    def __init__(self, config: Config, transport: Transport) -> None:
         influx = config.influxdb
         self.url = influx.url.rstrip("/")
         self.timeout = influx.timeout
-        self.session = requests.Session()
+        self.transport = transport
         token = influx.token_file.reveal() if influx.token_file else ""
-        self.session.headers["Authorization"] = f"Token {token}"
-        self._requests = requests
+        self.headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
 
     def call(
         self, method: str, path: str, body: object = None, ok: tuple[int, ...] = (200, 201)
     ) -> Any:
+        data = None if body is None else json.dumps(body).encode()
         try:
-            response = self.session.request(
-                method, self.url + path, json=body, timeout=self.timeout
+            answer = self.transport.request(
+                method,
+                self.url + path,
+                data,
+                self.headers,
+                timeout=self.timeout,
+                max_bytes=MAX_API_BYTES,
             )
-        except self._requests.RequestException as exc:
+        except TransportError as exc:
             raise ProvisionError(f"cannot reach InfluxDB at {self.url}: {exc}") from None
-        if response.status_code in (401, 403):
+        if answer.truncated:
             raise ProvisionError(
-                f"InfluxDB refused {method} {path} ({response.status_code}): provisioning needs "
+                f"InfluxDB's answer to {method} {path} is over {MAX_API_BYTES} bytes"
+            )
+        if answer.status in (401, 403):
+            raise ProvisionError(
+                f"InfluxDB refused {method} {path} ({answer.status}): provisioning needs "
                 "an operator or all-access token in [influxdb] token_file"
             )
-        if response.status_code not in ok:
+        if answer.status not in ok:
             raise ProvisionError(
-                f"InfluxDB answered {method} {path} with {response.status_code}: "
-                f"{response.text[:300]}"
+                f"InfluxDB answered {method} {path} with {answer.status}: {answer.text[:300]}"
             )
-        return response.json() if response.content else None
+        try:
+            return answer.json() if answer.body else None
+        except ValueError:
+            raise ProvisionError(
+                f"InfluxDB answered {method} {path} with something other than JSON: "
+                f"{answer.text[:100]!r}"
+            ) from None
 
 
 class InfluxV2:
@@ -242,10 +260,10 @@ class InfluxV2:
     the InfluxQL dashboards find the bucket as ``database``/``raw``, and a task that
     writes ``downsample_every`` means of numeric fields into the downsampled bucket."""
 
-    def __init__(self, config: Config, dry_run: bool) -> None:
+    def __init__(self, config: Config, dry_run: bool, transport: Transport) -> None:
         self.influx = config.influxdb
         self.dry_run = dry_run
-        self.api = _Api(config)
+        self.api = _Api(config, transport)
 
     def run(self) -> Iterator[Change]:
         org_name = self.influx.org
@@ -343,10 +361,10 @@ class InfluxV2:
 class InfluxV3:
     """InfluxDB 3 Core: the database, with the raw retention (fixed once created)."""
 
-    def __init__(self, config: Config, dry_run: bool) -> None:
+    def __init__(self, config: Config, dry_run: bool, transport: Transport) -> None:
         self.influx = config.influxdb
         self.dry_run = dry_run
-        self.api = _Api(config)
+        self.api = _Api(config, transport)
 
     def run(self) -> Iterator[Change]:
         database = self.influx.database
@@ -449,21 +467,14 @@ class GrafanaSide:
         dry_run: bool,
         force: bool,
         wait: float,
-        client: GrafanaClient | None = None,
+        client: GrafanaClient,
     ) -> None:
-        grafana = config.grafana
         self.wait = wait
         self.config = config
         self.api = api
         self.dry_run = dry_run
         self.force = force
-        self.client = client or GrafanaClient(
-            grafana.url,
-            token=grafana.token_file.reveal() if grafana.token_file else "",
-            username=grafana.username,
-            password=grafana.password_file.reveal() if grafana.password_file else "",
-            timeout=grafana.timeout,
-        )
+        self.client = client
 
     def run(self) -> Iterator[Change]:
         grafana = self.config.grafana
@@ -782,10 +793,10 @@ def config_fingerprint(config: Config) -> str:
     return digest.hexdigest()
 
 
-def detect_version(config: Config, wait: float) -> str:
+def detect_version(config: Config, wait: float, transport: Transport | None = None) -> str:
     """Wait (at most ``wait`` seconds) for InfluxDB to answer ``/ping``; its version."""
     try:
-        return wait_for(config.influxdb.url, wait)
+        return wait_for(config.influxdb.url, wait, transport=transport)
     except WriteError as exc:
         raise ProvisionError(
             f"{exc} (waited {wait:g}s); is InfluxDB running? [influxdb] url"
@@ -797,26 +808,46 @@ def grafana_configured(config: Config) -> bool:
 
 
 def provision(
-    config: Config, *, dry_run: bool = False, force: bool = False, wait: float = 60.0
+    config: Config,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    wait: float = 60.0,
+    transport: Transport | None = None,
 ) -> Iterator[Change]:
     """Every step's outcome, in order; raises :class:`ProvisionError` on the first failure
     (what was done before it stays done, and the next run picks up from there). Waits up
-    to ``wait`` seconds for each of InfluxDB and Grafana to answer."""
-    version = detect_version(config, wait)
-    api = api_for_version(version) if config.influxdb.api == "auto" else config.influxdb.api
-    major = version.lstrip("vV")[:1]
-    if major == "3":
-        yield from InfluxV3(config, dry_run).run()
-    elif api == "v2":
-        yield from InfluxV2(config, dry_run).run()
-    else:
-        yield from InfluxV1(config, dry_run).run()
-    if grafana_configured(config):
-        yield from GrafanaSide(config, api=api, dry_run=dry_run, force=force, wait=wait).run()
-    else:
-        yield Change(
-            "skipped",
-            "Grafana",
-            "set [grafana] token_file (or username and "
-            "password_file) to provision the data source and dashboards",
-        )
+    to ``wait`` seconds for each of InfluxDB and Grafana to answer. Every request to
+    InfluxDB and Grafana goes through ``transport`` (a fresh :class:`HttpTransport`,
+    closed at the end, by default)."""
+    http = transport or HttpTransport()
+    try:
+        version = detect_version(config, wait, http)
+        api = api_for_version(version) if config.influxdb.api == "auto" else config.influxdb.api
+        major = version.lstrip("vV")[:1]
+        if major == "3":
+            yield from InfluxV3(config, dry_run, http).run()
+        elif api == "v2":
+            yield from InfluxV2(config, dry_run, http).run()
+        else:
+            yield from InfluxV1(config, dry_run, http).run()
+        if grafana_configured(config):
+            side = GrafanaSide(
+                config,
+                api=api,
+                dry_run=dry_run,
+                force=force,
+                wait=wait,
+                client=GrafanaClient.from_config(config.grafana, http),
+            )
+            yield from side.run()
+        else:
+            yield Change(
+                "skipped",
+                "Grafana",
+                "set [grafana] token_file (or username and "
+                "password_file) to provision the data source and dashboards",
+            )
+    finally:
+        if transport is None:
+            http.close()

@@ -1,8 +1,9 @@
 """Writers: send a batch of line protocol to InfluxDB and say, by exception type, what
 became of it.
 
-* :class:`V1Writer` posts to ``/write`` (InfluxDB 1.x, and 3.x's v1 compatibility) over
-  one kept-alive ``http.client`` connection: no third-party HTTP stack on the hot path.
+* :class:`V1Writer` posts to ``/write`` (InfluxDB 1.x, and 3.x's v1 compatibility)
+  through :mod:`pitelemetry.transport` (one kept-alive ``http.client`` connection): no
+  third-party HTTP stack on the hot path.
 * :class:`V2Writer` uses ``influxdb-client``'s ``/api/v2/write`` (InfluxDB 2.x and 3.x),
   imported only when configured: it costs about 17 MB of memory.
 * :class:`AutoWriter` asks ``GET /ping`` for ``X-Influxdb-Version`` and picks one.
@@ -14,17 +15,15 @@ Low-level errors are translated here, at the boundary, into the small tree under
 from __future__ import annotations
 
 import base64
-import contextlib
 import gzip
-import http.client
 import json
 import logging
 import re
-import socket
-import threading
 import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any, Protocol
+
+from pitelemetry.transport import HttpTransport, Transport, TransportError, describe, one_shot
 
 if TYPE_CHECKING:
     from pitelemetry.config import InfluxConfig
@@ -153,93 +152,9 @@ def _error_message(body: str) -> str:
     return body.strip()[:500]
 
 
-# An answer to a write or a ping is short (InfluxDB's errors are a line of JSON); what is
-# beyond this is not read, so a server answering with gigabytes cannot fill the memory.
-MAX_ANSWER_BYTES = 64 * 1024
-
-
-class _Deadlines:
-    """Abandons HTTP exchanges that have not finished in time.
-
-    A socket timeout only bounds each read: a server (or proxy) that trickles its
-    answer a byte every few seconds would hold the writer for as long as it likes. One
-    watcher thread (started on first use, shared by every request) shuts an exchange's
-    socket down at its deadline, which ends the blocked read at once. Arming and
-    disarming cost a lock and a dict operation, not a thread per request."""
-
-    def __init__(self) -> None:
-        self._armed: dict[int, tuple[float, http.client.HTTPConnection, list[bool]]] = {}
-        self._next = 0
-        self._changed = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def arm(self, conn: http.client.HTTPConnection, seconds: float) -> tuple[int, list[bool]]:
-        expired = [False]
-        with self._changed:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._watch, name="deadlines", daemon=True)
-                self._thread.start()
-            self._next += 1
-            self._armed[self._next] = (time.monotonic() + seconds, conn, expired)
-            self._changed.notify()
-            return self._next, expired
-
-    def disarm(self, token: int) -> None:
-        with self._changed:
-            self._armed.pop(token, None)
-
-    def _watch(self) -> None:
-        with self._changed:
-            while True:
-                now = time.monotonic()
-                for token, (deadline, conn, expired) in list(self._armed.items()):
-                    if deadline <= now:
-                        del self._armed[token]
-                        expired[0] = True
-                        sock = conn.sock
-                        if sock is not None:
-                            with contextlib.suppress(OSError):
-                                sock.shutdown(socket.SHUT_RDWR)
-                soonest = min((d for d, _, _ in self._armed.values()), default=now + 3600)
-                self._changed.wait(max(0.01, soonest - now))
-
-
-_DEADLINES = _Deadlines()
-
-
-def exchange(
-    conn: http.client.HTTPConnection,
-    method: str,
-    path: str,
-    body: bytes | str | None,
-    headers: dict[str, str],
-    *,
-    deadline: float,
-    max_bytes: int | None = MAX_ANSWER_BYTES,
-) -> tuple[http.client.HTTPResponse, bytes]:
-    """One request and its answer (at most ``max_bytes`` of it), all within ``deadline``
-    seconds. Raises ``TimeoutError`` past the deadline, ``OSError`` or
-    ``http.client.HTTPException`` when the exchange fails. The connection is closed
-    when the answer was not read to its end, so it is never reused mid-answer."""
-    token, expired = _DEADLINES.arm(conn, deadline)
-    try:
-        conn.request(method, path, body, headers or {})
-        response = conn.getresponse()
-        data = response.read(max_bytes) if max_bytes is not None else response.read()
-    except (OSError, http.client.HTTPException) as exc:
-        conn.close()
-        if expired[0]:
-            raise TimeoutError(f"no complete answer within {deadline:g}s") from exc
-        raise
-    finally:
-        _DEADLINES.disarm(token)
-    if not response.isclosed() or expired[0]:  # a socket shut at the deadline is not reused
-        conn.close()
-    return response, data
-
-
 class V1Writer:
-    """``POST /write?db=&rp=&precision=ns`` with gzip and basic auth."""
+    """``POST /write?db=&rp=&precision=ns`` with gzip and basic auth, over ``transport``
+    (one kept-alive connection by default)."""
 
     def __init__(
         self,
@@ -251,15 +166,13 @@ class V1Writer:
         password: str = "",
         timeout: float = 10.0,
         use_gzip: bool = True,
+        transport: Transport | None = None,
     ) -> None:
-        parts = urllib.parse.urlsplit(url)
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname or "127.0.0.1"
-        self._port = parts.port or (443 if self._https else 8086)
+        self._where = urllib.parse.urlsplit(endpoint(url, "")).netloc
         query = {"db": database, "precision": "ns"}
         if retention_policy:
             query["rp"] = retention_policy
-        self._path = parts.path.rstrip("/") + "/write?" + urllib.parse.urlencode(query)
+        self._url = endpoint(url, "/write") + "?" + urllib.parse.urlencode(query)
         self._headers = {"Content-Type": "text/plain; charset=utf-8"}
         if use_gzip:
             self._headers["Content-Encoding"] = "gzip"
@@ -268,13 +181,7 @@ class V1Writer:
             self._headers["Authorization"] = f"Basic {token}"
         self._gzip = use_gzip
         self._timeout = timeout
-        self._conn: http.client.HTTPConnection | None = None
-
-    def _connection(self) -> http.client.HTTPConnection:
-        if self._conn is None:
-            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            self._conn = cls(self._host, self._port, timeout=self._timeout)
-        return self._conn
+        self._transport = transport or HttpTransport()
 
     def write(self, lines: list[str]) -> None:
         self.write_body(("\n".join(lines) + "\n").encode("utf-8", "replace"), len(lines))
@@ -282,32 +189,24 @@ class V1Writer:
     def write_body(self, body: bytes, count: int) -> None:
         if self._gzip:
             body = gzip.compress(body, compresslevel=1, mtime=0)
-        conn = self._connection()
         try:
-            response, data = exchange(
-                conn, "POST", self._path, body, self._headers, deadline=self._timeout
+            answer = self._transport.request(
+                "POST", self._url, body, self._headers, timeout=self._timeout
             )
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()
-            raise RetryableError(
-                f"cannot reach InfluxDB at {self._host}:{self._port}: {_describe_os_error(exc)}"
-            ) from None
+        except TransportError as exc:
+            raise RetryableError(f"cannot reach InfluxDB at {self._where}: {exc}") from None
         error = classify(
-            response.status,
-            data.decode("utf-8", "replace"),
-            response.getheader("Retry-After"),
+            answer.status,
+            answer.text,
+            answer.header("Retry-After"),
             count,
-            influx_version=response.getheader("X-Influxdb-Version"),
+            influx_version=answer.header("X-Influxdb-Version"),
         )
         if error is not None:
-            if response.getheader("Connection", "").lower() == "close":
-                self.close()
             raise error
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._transport.close()
 
 
 class V2Writer:
@@ -362,34 +261,37 @@ class V2Writer:
             )
             raise (error or RetryableError(str(exc))) from None
         except (HTTPError, OSError) as exc:
-            raise RetryableError(f"cannot reach InfluxDB: {_describe_os_error(exc)}") from None
+            raise RetryableError(f"cannot reach InfluxDB: {describe(exc)}") from None
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
 
 
-def ping(url: str, timeout: float = 5.0) -> str:
+def endpoint(url: str, path: str) -> str:
+    """``path`` under the server's base URL (``http://h:8086/influx`` + ``/ping``). Without
+    a port, ``http`` means InfluxDB's 8086 and ``https`` 443 (a proxy in front of it)."""
+    parts = urllib.parse.urlsplit(url)
+    default = 443 if parts.scheme == "https" else 8086
+    netloc = parts.netloc if parts.port or not parts.hostname else f"{parts.netloc}:{default}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + path, "", ""))
+
+
+def ping(url: str, timeout: float = 5.0, *, transport: Transport | None = None) -> str:
     """``GET /ping``; returns ``X-Influxdb-Version`` ("" when absent). Raises
     :class:`RetryableError` when the server cannot be reached, and
     :class:`NotInfluxDBError` when it answers 2xx as InfluxDB never does (every InfluxDB,
     and VictoriaMetrics, answers ``204``, or sends the version header)."""
-    parts = urllib.parse.urlsplit(url)
-    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = cls(parts.hostname or "127.0.0.1", parts.port or 8086, timeout=timeout)
-    try:
-        response, _ = exchange(
-            conn, "GET", parts.path.rstrip("/") + "/ping", None, {}, deadline=timeout
-        )
-    except (OSError, http.client.HTTPException) as exc:
-        raise RetryableError(f"cannot reach InfluxDB at {url}: {_describe_os_error(exc)}") from None
-    finally:
-        conn.close()
-    if response.status >= 500:
-        raise RetryableError(f"InfluxDB at {url} answered /ping with {response.status}")
-    version = response.getheader("X-Influxdb-Version")
-    if 200 <= response.status < 300 and response.status != 204 and version is None:
+    with one_shot(transport) as http:
+        try:
+            answer = http.request("GET", endpoint(url, "/ping"), timeout=timeout)
+        except TransportError as exc:
+            raise RetryableError(f"cannot reach InfluxDB at {url}: {exc}") from None
+    if answer.status >= 500:
+        raise RetryableError(f"InfluxDB at {url} answered /ping with {answer.status}")
+    version = answer.header("X-Influxdb-Version")
+    if 200 <= answer.status < 300 and answer.status != 204 and version is None:
         raise NotInfluxDBError(
-            f"{url} answered /ping with {response.status} and no X-Influxdb-Version "
+            f"{url} answered /ping with {answer.status} and no X-Influxdb-Version "
             "header: it is not InfluxDB; check [influxdb] url"
         )
     return version or ""
@@ -404,8 +306,9 @@ def api_for_version(version: str) -> str:
     return "v2" if number[:1] in ("2", "3") else "v1"
 
 
-def make_writer(config: InfluxConfig, api: str) -> Writer:
-    """The writer for ``api`` (``"v1"`` or ``"v2"``) built from ``[influxdb]``."""
+def make_writer(config: InfluxConfig, api: str, transport: Transport | None = None) -> Writer:
+    """The writer for ``api`` (``"v1"`` or ``"v2"``) built from ``[influxdb]``. The v2
+    writer brings its own HTTP stack (``influxdb-client``) and ignores ``transport``."""
     if api == "v2":
         token = config.token_file.reveal() if config.token_file else ""
         return V2Writer(
@@ -425,14 +328,16 @@ def make_writer(config: InfluxConfig, api: str) -> Writer:
         password=password,
         timeout=config.timeout,
         use_gzip=config.use_gzip,
+        transport=transport,
     )
 
 
 class AutoWriter:
     """Resolves ``api = "auto"`` on the first write (InfluxDB may be down at start)."""
 
-    def __init__(self, config: InfluxConfig) -> None:
+    def __init__(self, config: InfluxConfig, *, transport: Transport | None = None) -> None:
         self._config = config
+        self._transport = transport or HttpTransport()
         self._writer: Writer | None = None
         self.api: str = "" if config.api == "auto" else config.api
 
@@ -445,7 +350,7 @@ class AutoWriter:
     def _resolve(self) -> Writer:
         if self._writer is None:
             if not self.api:
-                version = ping(self._config.url, self._config.timeout)
+                version = ping(self._config.url, self._config.timeout, transport=self._transport)
                 self.api = api_for_version(version)
                 log.info(
                     "InfluxDB at %s is version %s; writing with the %s API",
@@ -453,30 +358,23 @@ class AutoWriter:
                     version or "unknown",
                     self.api,
                 )
-            self._writer = make_writer(self._config, self.api)
+            self._writer = make_writer(self._config, self.api, self._transport)
         return self._writer
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+        self._transport.close()
 
 
-def _describe_os_error(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, socket.timeout | TimeoutError):
-        return str(exc) if str(exc) and str(exc) != "timed out" else "timed out"
-    if isinstance(exc, socket.gaierror):
-        return f"host name not found ({exc.strerror})"
-    return str(exc) or type(exc).__name__
-
-
-def wait_for(url: str, timeout: float, interval: float = 0.2) -> str:
+def wait_for(
+    url: str, timeout: float, interval: float = 0.2, *, transport: Transport | None = None
+) -> str:
     """Ping until InfluxDB answers or ``timeout`` passes; returns its version."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return ping(url, min(5.0, timeout))
+            return ping(url, min(5.0, timeout), transport=transport)
         except RetryableError:
             if time.monotonic() >= deadline:
                 raise
