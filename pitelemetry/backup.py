@@ -5,8 +5,10 @@ A backup is taken live (the daemon keeps collecting) into one new directory
 complete, so a half-made backup is never mistaken for one:
 
 * ``influxdb/``: ``influxd backup -portable`` of pitelemetry's database, through the
-  local meta service (``[backup] influxdb_rpc``, 127.0.0.1:8088; InfluxDB 1.x only:
-  2.x and 3.x are refused, saying what to use instead);
+  local meta service (``[backup] influxdb_rpc``, 127.0.0.1:8088). InfluxDB 1.x only:
+  with 2.x, 3.x or another server (VictoriaMetrics) the backup holds everything else,
+  and the manifest's ``influxdb_data`` and the output say plainly that the readings are
+  not in it and which tool of that server's own to use;
 * ``config/pitelemetry.toml``, byte for byte;
 * ``state/``: everything in ``state_dir`` but the spool (meter totals, quote quota
   counts, the provisioning stamp), with each file's mode and owner in the manifest;
@@ -139,12 +141,19 @@ def backup(
     if not to.is_dir():
         raise BackupError(f"{to} is not a directory: mount the backup disk, or mkdir it")
     version = _influx_version(config)
+    missing = data_not_covered(config, version)
+    if missing:
+        say(missing)
     if (same := same_device_as_data(config, to)) and not force:
         raise BackupError(
             f"{to} is on the same device as {same}: a copy on the same SD card is no "
             "backup; use a USB disk or a NAS mount (--force to do it anyway)"
         )
-    needed = _size(INFLUX_DATA) + _size(Path(config.agent.state_dir)) + 16 * 1024 * 1024
+    needed = (
+        (0 if missing else _size(INFLUX_DATA))
+        + _size(Path(config.agent.state_dir))
+        + 16 * 1024 * 1024
+    )
     free = shutil.disk_usage(to).free
     if free < needed:
         raise BackupError(f"{to} has {free // 2**20} MiB free; about {needed // 2**20} MiB needed")
@@ -157,7 +166,9 @@ def backup(
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=to))
     try:
         staging.chmod(0o700 if include_secrets else 0o755)
-        manifest = _fill(config, staging, include_secrets, say, step or _said(say))
+        manifest = _fill(
+            config, staging, include_secrets, missing=missing, say=say, step=step or _said(say)
+        )
         manifest.update(host=host, created=stamp.isoformat(), influxdb=version)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         if include_secrets:
@@ -168,7 +179,8 @@ def backup(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     size = sum(p.stat().st_size for p in final.rglob("*") if p.is_file())
-    say(f"backup {final} ({size / 2**20:.1f} MiB, {len(manifest['files'])} files)")
+    without = "; WITHOUT InfluxDB's readings" if missing else ""
+    say(f"backup {final} ({size / 2**20:.1f} MiB, {len(manifest['files'])} files{without})")
     if include_secrets:
         say(f"it holds secrets: {final} is readable by {_owner(final.stat())[0]} only")
     for old in rotate(to, host, keep):
@@ -176,7 +188,7 @@ def backup(
     try:
         statefile.write_atomic(
             Path(config.agent.state_dir) / LAST_BACKUP,
-            json.dumps({"time": now(), "path": str(final)}),
+            json.dumps({"time": now(), "path": str(final), "without_readings": bool(missing)}),
         )
     except OSError as exc:
         say(f"cannot note the backup in {config.agent.state_dir}: {exc.strerror}")
@@ -191,16 +203,27 @@ def _said(say: Say) -> Callable[[str, str], None]:
 
 
 def _fill(
-    config: Config, staging: Path, include_secrets: bool, say: Say, step: Callable[[str, str], None]
+    config: Config,
+    staging: Path,
+    include_secrets: bool,
+    *,
+    missing: str,
+    say: Say,
+    step: Callable[[str, str], None],
 ) -> dict[str, Any]:
     """Everything a backup holds, into ``staging``; the manifest (without host, time
-    and InfluxDB version)."""
+    and InfluxDB version). ``missing``: why the readings cannot be in it ("" if they can)."""
     influx = config.influxdb
-    counts = point_counts(lambda q, d: _influx(config, q, d), influx.database)
-    total = sum(sum(m.values()) for m in counts.values())
-    step("points counted", f"{total} in {influx.database!r}")
-    _influxd_backup(config, staging / "influxdb")
-    step("InfluxDB", f"{_size(staging / 'influxdb') / 2**20:.1f} MiB (live)")
+    counts: dict[str, dict[str, int]] = {}
+    if missing:
+        step("points counted", "none: not in this backup")
+        step("InfluxDB", "not in this backup")
+    else:
+        counts = point_counts(lambda q, d: _influx(config, q, d), influx.database)
+        total = sum(sum(m.values()) for m in counts.values())
+        step("points counted", f"{total} in {influx.database!r}")
+        _influxd_backup(config, staging / "influxdb")
+        step("InfluxDB", f"{_size(staging / 'influxdb') / 2**20:.1f} MiB (live)")
     (staging / "config").mkdir()
     shutil.copy2(config.path, staging / "config" / "pitelemetry.toml")
     step("config", config.path)
@@ -217,6 +240,7 @@ def _fill(
         "format": 1,
         "pitelemetry": __version__,
         "database": influx.database,
+        "influxdb_data": missing,
         "measurements": counts.get(_default_policy(counts), {}),
         "points": counts,
         "state_modes": modes,
@@ -232,16 +256,35 @@ def _default_policy(counts: dict[str, dict[str, int]]) -> str:
 
 def _influx_version(config: Config) -> str:
     try:
-        version = ping(config.influxdb.url, config.influxdb.timeout)
+        return ping(config.influxdb.url, config.influxdb.timeout)
     except WriteError as exc:
         raise BackupError(f"InfluxDB: {exc}") from None
-    if not version.startswith(("1.", "v1.")) and version:
-        raise BackupError(
-            f"InfluxDB {version}: pitelemetry backs up InfluxDB 1.x only; for 2.x use "
-            "`influx backup`, for 3.x copy its object store (the config and state still "
-            "need `pitelemetry backup` of a 1.x stack)"
+
+
+def data_not_covered(config: Config, version: str) -> str:
+    """Why this server's readings cannot go into a backup ("" when they can: InfluxDB
+    1.x, whose ``influxd backup`` we run), and what to use instead."""
+    major = version.lstrip("vV")[:1]
+    if major == "1":
+        return ""
+    if major == "2":
+        bucket = config.influxdb.bucket or config.influxdb.database
+        return (
+            f"InfluxDB {version}'s readings are NOT in this backup: back them up with "
+            f"`influx backup -b {bucket} -b {bucket}_downsampled DIR` (InfluxDB's own CLI) "
+            "and restore them with `influx restore`"
         )
-    return version
+    if major == "3":
+        return (
+            f"InfluxDB {version}'s readings are NOT in this backup: InfluxDB 3 keeps them "
+            "as Parquet files in its object store; copy its --data-dir (object store "
+            "'file') while it is stopped, or use your object store's own backup"
+        )
+    return (
+        f"the server at {config.influxdb.url} sends no InfluxDB 1.x version "
+        f"({version or 'none'}: VictoriaMetrics or a proxy?), so its readings are NOT in "
+        "this backup: use that server's own backup tool (vmbackup for VictoriaMetrics)"
+    )
 
 
 def same_device_as_data(config: Config, to: Path) -> Path | None:
@@ -509,6 +552,9 @@ def verify_only(archive: Path, say: Say = print) -> dict[str, dict[str, int]]:
     touched. Returns the restored counts."""
     manifest = check(archive)
     say(f"{archive}: every checksum matches")
+    if manifest.get("influxdb_data"):
+        say(f"nothing to restore into a scratch InfluxDB: {manifest['influxdb_data']}")
+        return {}
     database = manifest["database"]
     with ScratchInfluxDB() as scratch:
         _influxd_restore(f"127.0.0.1:{scratch.rpc}", archive / "influxdb", database)
@@ -530,6 +576,17 @@ def restore(config: Config, archive: Path, *, say: Say = print, restart: bool = 
     drop-ins, then provision Grafana and restart the service."""
     manifest = check(archive)
     say(f"{archive}: every checksum matches")
+    if manifest.get("influxdb_data"):
+        say(f"the database is not restored: {manifest['influxdb_data']}")
+    else:
+        _restore_database(config, archive, manifest, say)
+    _restore_files(config, archive, manifest, say)
+    if restart and shutil.which("systemctl") and Path("/run/systemd/system").is_dir():
+        subprocess.run(["systemctl", "restart", "pitelemetry.service"], check=False)
+        say("pitelemetry.service restarted")
+
+
+def _restore_database(config: Config, archive: Path, manifest: dict[str, Any], say: Say) -> None:
     database = manifest["database"]
     try:
         wait_for(config.influxdb.url, 120)  # just installed or restarted
@@ -557,10 +614,6 @@ def restore(config: Config, archive: Path, *, say: Say = print, restart: bool = 
     short = compare(manifest["points"], found)
     if short:
         raise BackupError("the restored database is short: " + "; ".join(short))
-    _restore_files(config, archive, manifest, say)
-    if restart and shutil.which("systemctl") and Path("/run/systemd/system").is_dir():
-        subprocess.run(["systemctl", "restart", "pitelemetry.service"], check=False)
-        say("pitelemetry.service restarted")
 
 
 def _restore_files(config: Config, archive: Path, manifest: dict[str, Any], say: Say) -> None:

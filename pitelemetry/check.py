@@ -148,6 +148,8 @@ def _check_backup(config: Config) -> CheckResult:
         )
     noted = last_backup(config)
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(noted["time"])) if noted else "none yet"
+    if noted.get("without"):
+        when += ", WITHOUT InfluxDB's readings (this server's own tool must back them up)"
     return CheckResult("backup", True, f"to {to}; last: {when}")
 
 

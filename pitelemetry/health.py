@@ -102,10 +102,14 @@ def snapshot(agent: Agent) -> dict[str, Any]:
 
 
 def last_backup(config: Config) -> dict[str, Any]:
-    """The last ``pitelemetry backup`` as it noted itself: time and path ({} if none)."""
+    """The last ``pitelemetry backup`` as it noted itself: time, path and whether it is
+    without InfluxDB's readings (not 1.x); {} if none."""
 
     def check(data: Any) -> dict[str, Any]:
-        return {"time": float(data["time"]), "path": str(data["path"])}
+        without = data.get("without_readings", False)
+        if not isinstance(without, bool):
+            raise TypeError("without_readings is not a boolean")
+        return {"time": float(data["time"]), "path": str(data["path"]), "without": without}
 
     noted = statefile.read_json(
         Path(config.agent.state_dir) / "last-backup.json", check, "no backup is known"

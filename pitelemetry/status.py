@@ -164,6 +164,8 @@ def _render(state: dict[str, Any], now: float | None = None) -> str:
         name = _cut(backup["path"].rsplit("/", 1)[-1], 50) if backup else ""
         made = f"{_ago(backup['time'], now)}, {name}" if backup else "never"
         lines.append(f"backup    last: {made}")
+        if backup and backup.get("without"):
+            lines.append("          WITHOUT InfluxDB's readings: see `pitelemetry backup`")
     lines.append(f"{'input':<16}{'last ok':>12}{'errors':>8}  last error")
     for item in state["inputs"]:
         lines.append(

@@ -16,7 +16,7 @@ import pytest
 from pitelemetry import backup
 from pitelemetry.config import Config, load
 from tests.e2e.daemon import Daemon
-from tests.servers import InfluxDB1
+from tests.servers import InfluxDB1, VictoriaMetrics
 
 pytestmark = pytest.mark.e2e
 
@@ -255,3 +255,62 @@ def test_the_command_says_each_part_as_it_is_done(tmp_path: Path, server: Influx
     assert lines[1].startswith("backup 2/6 InfluxDB: ")
     assert lines[5] == "backup 6/6 Grafana: none"
     assert lines[6].startswith(f"backup {tmp_path / 'backups'}/pi-a-")
+
+
+def test_a_server_we_cannot_back_up_says_so_and_the_rest_is_kept(
+    tmp_path: Path, victoria: VictoriaMetrics
+) -> None:
+    """VictoriaMetrics (no 1.x version header; InfluxDB 2.x and 3.x alike): no
+    ``influxd backup`` can reach its readings. The backup holds the config and state and
+    says plainly, in its output, its manifest, ``status`` and ``check``, that the
+    readings are not in it; restoring it restores the rest and says the same."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "pulse-house.json").write_text('{"pulses": 42}')
+    target = tmp_path / "backups"
+    target.mkdir()
+    path = tmp_path / "vm.toml"
+    path.write_text(f"""[agent]
+host = "pi-vm"
+state_dir = "{state}"
+runtime_dir = "{tmp_path}/run"
+[influxdb]
+url = "{victoria.url}"
+database = "home"
+[backup]
+to = "{target}"
+[[inputs.system]]
+""")
+    config = load(path, environ={})
+    done = pitelemetry(config, "backup", "--force")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "readings are NOT in this backup" in lines[0]
+    assert "vmbackup" in lines[0]
+    assert "backup 2/6 InfluxDB: not in this backup" in lines
+    assert lines[-1].endswith("WITHOUT InfluxDB's readings)")
+    (made,) = target.iterdir()
+    manifest = json.loads((made / "manifest.json").read_text())
+    assert "NOT in this backup" in manifest["influxdb_data"]
+    assert manifest["points"] == {}
+    assert not (made / "influxdb").exists()
+    assert "pulse-house.json" in manifest["state_modes"]
+
+    daemon = Daemon(path).start()
+    try:
+        deadline = time.monotonic() + 30
+        while "WITHOUT InfluxDB's readings" not in daemon.command("status").stdout:
+            assert time.monotonic() < deadline, daemon.command("status").stdout
+            time.sleep(0.5)
+    finally:
+        assert daemon.stop() == 0, daemon.stderr
+
+    verified = pitelemetry(config, "restore", "--verify-only", str(made))
+    assert verified.returncode == 0, verified.stderr
+    assert "nothing to restore into a scratch InfluxDB" in verified.stdout
+
+    (state / "pulse-house.json").write_text('{"pulses": 0}')
+    said: list[str] = []
+    backup.restore(config, made, say=said.append, restart=False)
+    assert any(line.startswith("the database is not restored: ") for line in said)
+    assert json.loads((state / "pulse-house.json").read_text()) == {"pulses": 42}
