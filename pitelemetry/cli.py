@@ -241,8 +241,8 @@ def _alerts_test(config: Config, name: str | None) -> int:
 def _backup(config: Config, args: argparse.Namespace) -> int:
     from pathlib import Path  # noqa: PLC0415
 
-    from pitelemetry.backfill import Progress  # noqa: PLC0415
     from pitelemetry.backup import STEPS, BackupError, backup  # noqa: PLC0415
+    from pitelemetry.progress import Progress  # noqa: PLC0415
 
     to = args.to or config.backup.to
     if not to:

@@ -314,3 +314,27 @@ to = "{target}"
     backup.restore(config, made, say=said.append, restart=False)
     assert any(line.startswith("the database is not restored: ") for line in said)
     assert json.loads((state / "pulse-house.json").read_text()) == {"pulses": 42}
+
+
+def test_counting_one_field_per_measurement_gives_the_same_counts(
+    tmp_path: Path, server: InfluxDB1
+) -> None:
+    """What a restore counts by (each measurement's most written field, from the
+    manifest) against ``count(*)`` over every field, on points missing some fields:
+    both are the most written field's count, a lower bound of the points (env has 3
+    points, but no field in all 3)."""
+    server.create_database("home")
+    for line in (
+        "env,room=a temp=1,hum=50 1",
+        "env,room=a temp=2 2",
+        "env,room=b hum=40 3",
+        'door,name=front open=true,note="x" 4',
+        "door,name=front open=false 5",
+        "weird\\ name,t=1 odd\\ field=1i 6",
+    ):
+        influx_write(server, line)
+    counts, fields = backup.count_points(server.query, "home")
+    assert counts == {"autogen": {"env": 2, "door": 2, "weird name": 1}}
+    assert fields["autogen"]["door"] == "open"
+    assert fields["autogen"]["weird name"] == "odd field"
+    assert backup.recount(server.query, "home", fields) == counts

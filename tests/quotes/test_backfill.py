@@ -6,8 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import io
 
-from pitelemetry.backfill import Progress, bar_points
+from pitelemetry.backfill import bar_points
 from pitelemetry.inputs.stocks import Instrument, Tracked
+from pitelemetry.progress import Progress
 from pitelemetry.quotes import Bar
 from pitelemetry.quotes.markets import MARKETS, NYSE
 
