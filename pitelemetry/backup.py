@@ -23,9 +23,11 @@ complete, so a half-made backup is never mistaken for one:
 A restore first checks every checksum (a damaged backup is refused, naming the file),
 then restores the database (into a fresh InfluxDB directly; into a live one through a
 temporary database and ``SELECT INTO``, since InfluxDB 1.6 cannot restore over an
-existing database), the state, the config and the drop-ins, re-provisions Grafana and
-restarts the service. ``--verify-only`` restores into a scratch ``influxd`` on free
-loopback ports instead and compares the counts with the manifest.
+existing database), the state, the config and the drop-ins, re-provisions Grafana (then
+puts back, from the copies, the dashboards and rules that were edited in Grafana and
+any rule of the user's own in pitelemetry's group) and restarts the service.
+``--verify-only`` restores into a scratch ``influxd`` on free loopback ports instead and
+compares the counts with the manifest.
 """
 
 from __future__ import annotations

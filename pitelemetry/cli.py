@@ -272,7 +272,13 @@ def _restore(config: Config, args: argparse.Namespace) -> int:
     from pathlib import Path  # noqa: PLC0415
 
     from pitelemetry.backup import BackupError, restore, verify_only  # noqa: PLC0415
-    from pitelemetry.provision import ProvisionError, provision  # noqa: PLC0415
+    from pitelemetry.grafana import GrafanaError  # noqa: PLC0415
+    from pitelemetry.provision import (  # noqa: PLC0415
+        ProvisionError,
+        grafana_configured,
+        provision,
+        restore_edits,
+    )
     from pitelemetry.writer import WriteError  # noqa: PLC0415
 
     archive = Path(args.archive)
@@ -288,7 +294,10 @@ def _restore(config: Config, args: argparse.Namespace) -> int:
     try:
         for change in provision(config, wait=60):
             print(change.render())
-    except ProvisionError as exc:
+        if grafana_configured(config) and (archive / "grafana").is_dir():
+            for change in restore_edits(config, archive / "grafana"):
+                print(change.render())
+    except (ProvisionError, GrafanaError) as exc:
         print(f"pitelemetry restore: provisioning again failed: {exc}", file=sys.stderr)
     return EXIT_OK
 

@@ -617,8 +617,7 @@ class GrafanaSide:
             body.append(desired)
             yield Change(action, subject)
         for old in stored.values():
-            labels = old.get("labels") or {}
-            if labels.get(alerting.MANAGED_LABEL[0]) == alerting.MANAGED_LABEL[1]:
+            if _ours(old):
                 changed = True  # ours, no longer configured: left out of the group, deleted
                 yield Change(_would("removed", self.dry_run), f"alert rule {old.get('title')!r}")
             else:
@@ -658,6 +657,56 @@ def _string_map(data: Any) -> dict[str, str]:
 def _writable(rule: dict[str, Any]) -> dict[str, Any]:
     """A rule as read, without what Grafana adds and takes no part in a PUT."""
     return {k: v for k, v in rule.items() if k not in ("id", "updated", "provenance")}
+
+
+def restore_edits(
+    config: Config, saved: Path, *, transport: Transport | None = None
+) -> Iterator[Change]:
+    """After a restored Pi is provisioned: put back, from a backup's ``grafana/`` copies,
+    what the config cannot make again: dashboards that were edited in Grafana, and rules
+    in pitelemetry's group that were edited there or are someone's own. Contact points
+    are not taken from the copies (Grafana shows their secrets redacted): provisioning
+    made them from the config and its secret files."""
+    grafana = config.grafana
+    with GrafanaClient.from_config(grafana, transport) as client:
+        for path in sorted(saved.glob("dashboard-*.json")):
+            board = json.loads(path.read_text())
+            if fingerprint(board) == _tagged_hash(board):
+                continue  # as generated: provisioning has made it again
+            board = {k: v for k, v in board.items() if k not in ("id", "version")}
+            client.save_dashboard(
+                board, grafana.folder_uid, "pitelemetry restore: the copy edited in Grafana"
+            )
+            yield Change("restored", f"dashboard {board.get('title')!r}", "as edited in Grafana")
+        rules_file = saved / "alert-rules.json"
+        saved_rules: list[dict[str, Any]] = []
+        if rules_file.is_file():
+            saved_rules = json.loads(rules_file.read_text()).get("rules") or []
+        wanted = [r for r in saved_rules if not _ours(r) or alerting.edited(r)]
+        if not wanted:
+            return
+        folder = grafana.folder_uid
+        group = client.get_rule_group(folder, alerting.RULE_GROUP) or {}
+        rules = {r.get("uid"): _writable(r) for r in group.get("rules") or []}
+        for rule in wanted:
+            rules[rule.get("uid")] = _writable(rule)
+        client.put_rule_group(
+            folder,
+            {
+                "title": alerting.RULE_GROUP,
+                "folderUid": folder,
+                "interval": group.get("interval", alerting.GROUP_INTERVAL_S),
+                "rules": list(rules.values()),
+            },
+        )
+        for rule in wanted:
+            how = "as edited in Grafana" if _ours(rule) else "a rule of your own"
+            yield Change("restored", f"alert rule {rule.get('title')!r}", how)
+
+
+def _ours(rule: dict[str, Any]) -> bool:
+    labels = rule.get("labels") or {}
+    return bool(labels.get(alerting.MANAGED_LABEL[0]) == alerting.MANAGED_LABEL[1])
 
 
 # -- files -------------------------------------------------------------------------------

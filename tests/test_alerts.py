@@ -286,3 +286,46 @@ def test_the_daemon_needs_no_alert_secret_provisioning_does(
     assert any(line.startswith("FAIL") and key in line for line in lines)
     with pytest.raises(ProvisionError, match=re.escape(key)):
         list(provision(config, wait=3))
+
+
+def test_a_restore_puts_back_what_was_edited_in_grafana(
+    tmp_path: Path, influxdb: InfluxDB1, grafana: FakeGrafana
+) -> None:
+    """Pi A's Grafana holds an edited dashboard, an edited rule and a rule of the user's
+    own in pitelemetry's group; its backup's copies bring all three back on Pi B's fresh
+    Grafana after provisioning, and provisioning B again keeps them."""
+    from pitelemetry.backup import _grafana_objects  # noqa: PLC0415
+    from pitelemetry.provision import restore_edits  # noqa: PLC0415
+
+    config = freezer_config(tmp_path, influxdb, grafana)
+    list(provision(config, wait=3))
+    grafana.edit_dashboard("pitelemetry-home", "My home")
+    grafana.edit_rule("pitelemetry-cpu_temperature", **{"for": "15m"})
+    (group,) = grafana.state.rule_groups.values()
+    mine = dict(group["rules"][0], uid="my-greenhouse", title="Greenhouse", labels={"x": "y"})
+    group["rules"].append(mine)
+    saved = tmp_path / "backup" / "grafana"
+    saved.parent.mkdir()
+    assert _grafana_objects(config, saved, print)
+
+    with FakeGrafana() as fresh:
+        b = tmp_path / "b"
+        b.mkdir()
+        config_b = freezer_config(b, influxdb, fresh)
+        list(provision(config_b, wait=3))
+        assert fresh.state.dashboards["pitelemetry-home"]["dashboard"]["title"] == "Home"
+        restored = actions(list(restore_edits(config_b, saved)))
+        assert restored == {
+            "dashboard 'My home'": "restored",
+            "alert rule 'CPU at or above 80 °C'": "restored",
+            "alert rule 'Greenhouse'": "restored",
+        }
+        assert fresh.state.dashboards["pitelemetry-home"]["dashboard"]["title"] == "My home"
+        rules = {r["uid"]: r for r in fresh.rules()}
+        assert rules["pitelemetry-cpu_temperature"]["for"] == "15m"
+        assert rules["my-greenhouse"]["title"] == "Greenhouse"
+        assert len(rules) == len(group["rules"])
+        again = actions(list(provision(config_b, wait=3)))
+        assert again["dashboard 'Home'"] == "kept"
+        assert again["alert rule 'CPU at or above 80 °C'"] == "kept"
+        assert "my-greenhouse" in {r["uid"] for r in fresh.rules()}
