@@ -116,51 +116,73 @@ def point_counts(query: Query, database: str) -> Counts:
     return count_points(query, database)[0]
 
 
-def count_points(query: Query, database: str) -> tuple[Counts, Fields]:
-    """:func:`point_counts`, and the field each count came from: counting that field
-    alone later (:func:`recount`) costs a fraction of ``count(*)`` over every field."""
+def count_points(query: Query, database: str, known: Fields | None = None) -> tuple[Counts, Fields]:
+    """:func:`point_counts`, and the field each count came from. ``known``: the fields
+    the last backup counted by; a measurement in it is counted by that field alone (a
+    fraction of ``count(*)`` over every field), the others, and one whose field has no
+    points any more, by ``count(*)``."""
     counts: Counts = {}
     fields: Fields = {}
     policies = influxql.rows(query(f"SHOW RETENTION POLICIES ON {ident(database)}", database)[0])
-    for policy in policies:
-        name = str(policy["name"])
-        result = query(f"SELECT count(*) FROM {ident(database)}.{ident(name)}./.*/", database)[0]
-        for series in result.get("series") or []:
-            counted = [
-                (value, column)
-                for column, value in zip(
-                    series["columns"][1:], series["values"][0][1:], strict=True
-                )
-                if isinstance(value, int)
-            ]
-            value, column = max(counted, default=(0, "count_"))
-            counts.setdefault(name, {})[series["name"]] = value
-            if column != "count_":
-                fields.setdefault(name, {})[series["name"]] = column.removeprefix("count_")
+    for policy in (str(p["name"]) for p in policies):
+        by_field = (known or {}).get(policy) or {}
+        if by_field:
+            shown = query(f"SHOW MEASUREMENTS ON {ident(database)}", database)[0]
+            names = [str(row["name"]) for row in influxql.rows(shown)]
+            found = _count_each(query, database, policy, {m: by_field.get(m, "*") for m in names})
+            again = {m: "*" for m in names if m in by_field and found.get(m, (0, ""))[0] == 0}
+            found.update(_count_each(query, database, policy, again))
+        else:
+            every = f"SELECT count(*) FROM {ident(database)}.{ident(policy)}./.*/"
+            found = _counted(query(every, database)[0])
+        for measurement, (count, field) in found.items():
+            counts.setdefault(policy, {})[measurement] = count
+            if field:
+                fields.setdefault(policy, {})[measurement] = field
     return counts, fields
+
+
+def _count_each(
+    query: Query, database: str, policy: str, wanted: dict[str, str]
+) -> dict[str, tuple[int, str]]:
+    """{measurement: (points, field)} counted by each one's field ("*": every field),
+    all in one request; measurements without points in ``policy`` are left out."""
+    if not wanted:
+        return {}
+    statements = [
+        f"SELECT count({'*' if field == '*' else ident(field)}) FROM "
+        f"{ident(database)}.{ident(policy)}.{ident(measurement)}"
+        for measurement, field in wanted.items()
+    ]
+    found: dict[str, tuple[int, str]] = {}
+    for result in query("; ".join(statements), database):
+        for measurement, (count, field) in _counted(result).items():
+            # count(f) names its column "count", not "count_f"
+            asked = wanted.get(measurement, "*")
+            found[measurement] = (count, field or ("" if asked == "*" else asked))
+    return found
+
+
+def _counted(result: dict[str, Any]) -> dict[str, tuple[int, str]]:
+    """{measurement: (its most written field's count, that field)} of a count query."""
+    found = {}
+    for series in result.get("series") or []:
+        counted = [
+            (value, column.removeprefix("count_") if column != "count" else "")
+            for column, value in zip(series["columns"][1:], series["values"][0][1:], strict=True)
+            if isinstance(value, int)
+        ]
+        found[str(series["name"])] = max(counted, default=(0, ""))
+    return found
 
 
 def recount(query: Query, database: str, fields: Fields) -> Counts:
     """The points of each measurement in ``fields``, counted by its one field, all in
-    one request."""
-    statements = [
-        (
-            policy,
-            measurement,
-            f"SELECT count({ident(field)}) FROM "
-            f"{ident(database)}.{ident(policy)}.{ident(measurement)}",
-        )
-        for policy, measured in sorted(fields.items())
-        for measurement, field in sorted(measured.items())
-    ]
-    if not statements:
-        return {}
-    results = query("; ".join(s for _, _, s in statements), database)
+    one request per retention policy."""
     counts: Counts = {}
-    for (policy, measurement, _), result in zip(statements, results, strict=True):
-        series = result.get("series") or []
-        value = series[0]["values"][0][1] if series else 0
-        counts.setdefault(policy, {})[measurement] = value if isinstance(value, int) else 0
+    for policy, by_field in sorted(fields.items()):
+        for measurement, (count, _) in _count_each(query, database, policy, by_field).items():
+            counts.setdefault(policy, {})[measurement] = count
     return counts
 
 
@@ -234,7 +256,14 @@ def backup(
     try:
         statefile.write_atomic(
             Path(config.agent.state_dir) / LAST_BACKUP,
-            json.dumps({"time": now(), "path": str(final), "without_readings": bool(missing)}),
+            json.dumps(
+                {
+                    "time": now(),
+                    "path": str(final),
+                    "without_readings": bool(missing),
+                    "counted_fields": manifest.get("counted_fields", {}),
+                }
+            ),
         )
     except OSError as exc:
         say(f"cannot note the backup in {config.agent.state_dir}: {exc.strerror}")
@@ -266,7 +295,9 @@ def _fill(
         step("points counted", "none: not in this backup")
         step("InfluxDB", "not in this backup")
     else:
-        counts, fields = count_points(lambda q, d: _influx(config, q, d), influx.database)
+        counts, fields = count_points(
+            lambda q, d: _influx(config, q, d), influx.database, _last_fields(config)
+        )
         total = sum(sum(m.values()) for m in counts.values())
         step("points counted", f"{total} in {influx.database!r}")
         _influxd_backup(config, staging / "influxdb")
@@ -300,6 +331,20 @@ def _fill(
 
 def _default_policy(counts: dict[str, dict[str, int]]) -> str:
     return "autogen" if "autogen" in counts or "raw" not in counts else "raw"
+
+
+def _last_fields(config: Config) -> Fields:
+    """The fields the last backup counted by (:func:`count_points`); {} if none."""
+
+    def check(data: Any) -> Fields:
+        fields = data.get("counted_fields") or {}
+        for by_field in fields.values():
+            if not all(isinstance(f, str) and f for f in by_field.values()):
+                raise TypeError("counted_fields holds something other than field names")
+        return {str(p): {str(m): f for m, f in by_field.items()} for p, by_field in fields.items()}
+
+    path = Path(config.agent.state_dir) / LAST_BACKUP
+    return statefile.read_json(path, check, "every field is counted") or {}
 
 
 def _influx_version(config: Config) -> str:
@@ -474,6 +519,15 @@ def rotate(to: Path, host: str, keep: int) -> list[Path]:
 # -- restore ------------------------------------------------------------------------------
 
 
+def _peek(archive: Path) -> dict[str, Any]:
+    """The manifest, unchecked ({} when unreadable: :func:`check` then says why)."""
+    try:
+        manifest: dict[str, Any] = json.loads((archive / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
 def check(archive: Path) -> dict[str, Any]:
     """The manifest, once every file's checksum matched; :class:`BackupError` naming
     the first file that is damaged, missing or not listed."""
@@ -508,6 +562,7 @@ class ScratchInfluxDB:
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> ScratchInfluxDB:
+        """Starts ``influxd``; :meth:`wait_ready` waits for it (do other work between)."""
         influxd = shutil.which("influxd")
         if influxd is None:
             raise BackupError("influxd not found: --verify-only needs InfluxDB 1.x's influxd")
@@ -523,17 +578,20 @@ class ScratchInfluxDB:
             self.process = subprocess.Popen(
                 [influxd, "-config", str(conf)], stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 60
+        return self
+
+    def wait_ready(self, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
         while True:
             try:
                 ping(self.url, 1.0)
             except WriteError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    self.__exit__()
+                exited = self.process is None or self.process.poll() is not None
+                if time.monotonic() > deadline or exited:
                     raise BackupError("the scratch influxd did not start") from None
                 time.sleep(0.02)
             else:
-                return self
+                return
 
     def __exit__(self, *exc: object) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -603,13 +661,16 @@ def settled_counts(
 def verify_only(archive: Path, say: Say = print) -> dict[str, dict[str, int]]:
     """Restore into a scratch influxd and compare the counts; the live system is not
     touched. Returns the restored counts."""
-    manifest = check(archive)
-    say(f"{archive}: every checksum matches")
-    if manifest.get("influxdb_data"):
-        say(f"nothing to restore into a scratch InfluxDB: {manifest['influxdb_data']}")
+    if _peek(archive).get("influxdb_data"):
+        check(archive)
+        say(f"{archive}: every checksum matches")
+        say(f"nothing to restore into a scratch InfluxDB: {_peek(archive)['influxdb_data']}")
         return {}
-    database = manifest["database"]
-    with ScratchInfluxDB() as scratch:
+    with ScratchInfluxDB() as scratch:  # it boots while the checksums are checked
+        manifest = check(archive)
+        say(f"{archive}: every checksum matches")
+        database = manifest["database"]
+        scratch.wait_ready()
         _influxd_restore(f"127.0.0.1:{scratch.rpc}", archive / "influxdb", database)
 
         def query(statement: str, db: str) -> list[dict[str, Any]]:

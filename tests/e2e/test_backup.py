@@ -338,3 +338,11 @@ def test_counting_one_field_per_measurement_gives_the_same_counts(
     assert fields["autogen"]["door"] == "open"
     assert fields["autogen"]["weird name"] == "odd field"
     assert backup.recount(server.query, "home", fields) == counts
+    # The next backup counts by the fields the last one found: a measurement it did not
+    # know, and one whose field has no points any more, by every field.
+    influx_write(server, "new,t=1 a=1,b=2 7")
+    known = {"autogen": {**fields["autogen"], "door": "gone"}}
+    again, again_fields = backup.count_points(server.query, "home", known)
+    assert again == {"autogen": {**counts["autogen"], "new": 1}}
+    assert again_fields["autogen"]["door"] == "open"
+    assert again_fields["autogen"]["env"] == fields["autogen"]["env"]
