@@ -44,7 +44,8 @@ VALID: dict[str, dict[str, Any]] = {
     "stocks": {"symbols": ["AAPL"]},
 }
 
-# Values each key refuses beyond a wrong type: out of range, empty, unknown.
+# Values each key refuses beyond a wrong type: out of range, empty, unknown. A
+# "kind.key" entry is for that input type's key alone.
 OUT_OF_RANGE: dict[str, list[Any]] = {
     "pin": [28, 99, 10**6],
     "address": [0, 2, 0x78, 0x99, 0xFFFF],
@@ -59,7 +60,8 @@ OUT_OF_RANGE: dict[str, list[Any]] = {
     "raw_max": [0.0],  # with raw_min 0.0 below: equal calibration points
     "altitude_m": [math.nan, -math.inf],
     "name": ["   ", "\t\n"],
-    "field": ["", "time", "raw"],
+    "field": ["", "time"],
+    "mcp3008.field": ["raw"],  # its own second field
     "broker": ["ftp://broker.lan", "tcp://", "tcp://broker..lan:1883", "tcp://h:99999", "h"],
     "fx_url": ["ftp://x", "http://[::1", "no-scheme"],
     "base_url": ["gopher://x", "http://a b"],
@@ -139,6 +141,7 @@ def bad_values(kind: str) -> list[tuple[str, Any]]:
             (hint,) = optional  # "float | None": a float or absent
         bad += [(spec.name, v) for v in wrong_types(hint)]
         bad += [(spec.name, v) for v in OUT_OF_RANGE.get(spec.name, [])]
+        bad += [(spec.name, v) for v in OUT_OF_RANGE.get(f"{kind}.{spec.name}", [])]
     bad += [("interval", v) for v in BAD_DURATIONS]
     bad += [("tags", v) for v in ["x", {"time": "x"}, {"_field": "x"}, {"k": 5}]]
     return bad

@@ -18,7 +18,7 @@ Points: measurement ``environment``, tags ``sensor=template``, ``name``; field
 ``<field>``. A missing or unreadable file, or one that is not a number, is an
 :class:`InputError` naming the file; the next collection tries again.
 
-To make it a real input: rename the module and classes, add one line to
+To make it a real input: rename the module, the classes and ``SENSOR``, add one line to
 ``registry.py``, a golden line-protocol fixture and a test (see
 ``tests/test_registry.py``), and the commented table to ``examples/pitelemetry.toml``.
 """
@@ -33,6 +33,8 @@ from pathlib import Path
 from pitelemetry.inputs import Input, InputError, Options, name_problems
 from pitelemetry.panels import Panel, field, select, tag, target, timeseries
 from pitelemetry.point import Point, clean_key
+
+SENSOR = "template"  # its ``sensor`` tag: rename it with the module
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class TemplateOptions(Options):
         yield "name", self.name  # two inputs of this type with one name are refused
 
     def panels(self) -> Iterator[Panel]:
-        where = f'"sensor" = \'template\' AND "name" = {tag(self.name)}'
+        where = f'"sensor" = {tag(SENSOR)} AND "name" = {tag(self.name)}'
         query = select(f"mean({field(self.field)})", "environment", where)
         yield timeseries(f"{self.name} {self.field}", [target(query, alias="$tag_host")], "short")
 
@@ -81,5 +83,5 @@ class TemplateInput(Input):
         except ValueError:
             raise InputError(f"{path}: not a number") from None
         fields = {self.options.field: raw * self.options.scale}
-        tags = {"sensor": "template", "name": self.options.name}
+        tags = {"sensor": SENSOR, "name": self.options.name}
         yield Point("environment", fields, tags, self._time_ns())
