@@ -45,7 +45,8 @@ collection starts a new one and reports it.
 
 State, for ``status`` (:meth:`MQTTInput.status`) and ``check``: connected, or since when
 not and why (a wrong host or port, a refused login); the messages the broker says it
-dropped since we connected (Mosquitto's ``$SYS/broker/publish/messages/dropped``).
+dropped (Mosquitto's ``$SYS/broker/publish/messages/dropped``) since pitelemetry started
+or while it was stopped before (:class:`BrokerDrops`).
 ``check`` connects with a short-lived client of its own. Retained messages, which the
 broker sends again at every subscription, are stored once per payload
 (:class:`RetainedMemory`).
@@ -314,9 +315,13 @@ class MQTTInput(Input):
         options: MQTTOptions,
         *,
         client_id: str = "",
-        state_file: Path | None = None,
+        state_dir: Path | None = None,
+        suffix: str = "",
         time_ns: Callable[[], int] = time.time_ns,
     ) -> None:
+        """``state_dir``: where the retained messages already stored and the broker's
+        last drop count are kept (``mqtt-retained<suffix>.json``, ``mqtt-broker…``);
+        ``None`` keeps them in memory."""
         self.options = options
         rules = PRESETS.get(options.preset, ()) + options.rules
         self.rules = [CompiledRule(rule) for rule in rules]
@@ -341,9 +346,12 @@ class MQTTInput(Input):
         self.thread_restarts = 0
         self._thread_died = ""
         self._closing = False
-        # The broker's own count of messages it dropped ($SYS), first seen and latest.
-        self._broker_dropped: tuple[int, int] | None = None
-        self.retained = RetainedMemory(state_file)
+
+        def state(name: str) -> Path | None:
+            return state_dir / f"mqtt-{name}{suffix}.json" if state_dir is not None else None
+
+        self.broker_drops = BrokerDrops(state("broker"), options.broker)
+        self.retained = RetainedMemory(state("retained"))
         self.retained_skipped = 0
         self.types = FieldTypes()
         self._series: set[tuple[object, ...]] = set()
@@ -362,8 +370,13 @@ class MQTTInput(Input):
     ) -> MQTTInput:
         suffix = f"-{config.index + 1}" if config.index else ""
         client_id = f"pitelemetry-{agent.hostname}{suffix}"
-        state_file = Path(agent.state_dir) / f"mqtt-retained{suffix}.json"
-        return cls(config.options, client_id=client_id, state_file=state_file, time_ns=time_ns)
+        return cls(
+            config.options,
+            client_id=client_id,
+            state_dir=Path(agent.state_dir),
+            suffix=suffix,
+            time_ns=time_ns,
+        )
 
     # -- connection ------------------------------------------------------------------------
 
@@ -632,6 +645,7 @@ class MQTTInput(Input):
         """The input's own counters, as ``mqtt`` points. Raises while the broker is not
         connected, and once after the network thread died and was restarted."""
         self.retained.save()
+        self.broker_drops.save()
         self._watch_thread()
         if self._thread_died:
             died, self._thread_died = self._thread_died, ""
@@ -654,8 +668,8 @@ class MQTTInput(Input):
                 "thread_restarts": self.thread_restarts,
                 "connected": self.connected,
             }
-        if self._broker_dropped is not None:
-            fields["broker_dropped"] = self._broker_dropped[1] - self._broker_dropped[0]
+        if self.broker_drops.seen:
+            fields["broker_dropped"] = self.broker_drops.total
         yield Point("mqtt", fields, {"broker": self.options.broker}, self._time_ns())
 
     def _watch_thread(self) -> None:
@@ -681,10 +695,13 @@ class MQTTInput(Input):
         elif self._client is not None:
             since = time.strftime("%H:%M:%S", time.localtime(self._down_since))
             parts.append(f"NOT CONNECTED since {since}: {self._last_error or 'connecting'}")
-        if self._broker_dropped is not None:
-            dropped = self._broker_dropped[1] - self._broker_dropped[0]
-            if dropped:
-                parts.append(f"the BROKER DROPPED {dropped} messages since (see README: MQTT)")
+        if drops := self.broker_drops.total:
+            away = self.broker_drops.while_away
+            parts.append(
+                f"the BROKER DROPPED {drops} messages since pitelemetry started"
+                + (f" ({away} while it was stopped)" if away else "")
+                + " (see README: MQTT)"
+            )
         if self.retained_skipped:
             parts.append(f"{self.retained_skipped} retained repeats skipped")
         if self.types.refused:
@@ -698,22 +715,22 @@ class MQTTInput(Input):
 
     def _broker_counter(self, topic: str, payload: bytes) -> None:
         """Mosquitto's ``$SYS/broker/publish/messages/dropped``: messages it threw away
-        because a client's queue was full. Counted from when we first saw it."""
+        because a client's queue was full."""
         del topic
         try:
             value = int(payload.decode("ascii").strip())
         except (UnicodeDecodeError, ValueError):
             return
-        first = self._broker_dropped[0] if self._broker_dropped else value
-        self._broker_dropped = (min(first, value), value)
-        if value > first:
-            self._problems.report(
-                "broker-dropped",
-                f"mqtt {self.options.broker}: the broker dropped {value - first} messages "
-                "since pitelemetry connected (its per-client queue was full); "
-                "see the README's MQTT section for max_queued_messages",
-                logging.ERROR,
-            )
+        if value < 0 or not self.broker_drops.update(value):
+            return
+        drops, away = self.broker_drops.total, self.broker_drops.while_away
+        self._problems.report(
+            "broker-dropped",
+            f"mqtt {self.options.broker}: the broker dropped {drops} messages since "
+            f"pitelemetry started ({away} while it was stopped before); its queue for a "
+            "client was full: see the README's MQTT section for max_queued_messages",
+            logging.ERROR,
+        )
 
     def checks(self) -> Iterator[tuple[str, bool, str]]:
         """Connect to the broker now, as a separate short-lived client (never with the
@@ -727,6 +744,71 @@ class MQTTInput(Input):
             self._client.disconnect()
             self._client = None
         self.retained.save()
+        self.broker_drops.save()
+
+
+class BrokerDrops:
+    """The broker's count of the messages it dropped, for status, check and the ``mqtt``
+    points: Mosquitto's ``$SYS/broker/publish/messages/dropped``, one counter for all
+    its clients, which it drops from when a client's queue is full (1,000 messages by
+    default): typically ours, while pitelemetry is stopped or too slow.
+
+    The last value seen is kept in the state file, so the first value after a start
+    counts what the broker dropped while pitelemetry was stopped (:attr:`while_away`).
+    A value lower than the last means the broker restarted and began again at 0: all of
+    it is new. The file is written when the first value of a run differs from it, then
+    from :meth:`MQTTInput.collect` only when the counter moved: a quiet broker costs no
+    SD writes."""
+
+    def __init__(self, path: Path | None, broker: str) -> None:
+        self.path = path
+        self.broker = broker
+        self.total = 0  # dropped since this run began, the downtime before it included
+        self.while_away = 0  # of those, found at the first value of this run
+        self.seen = False
+        self._last: int | None = None
+        self._dirty = False
+        self._lock = threading.Lock()
+        if path is not None:
+            self._last = statefile.read_json(
+                path, lambda data: _broker_drops(data, broker), "counting the broker's drops anew"
+            )
+
+    def update(self, value: int) -> int:
+        """A value of the counter (paho's network thread): how many are new."""
+        with self._lock:
+            last, first = self._last, not self.seen
+            if last is None:  # no earlier value for this broker: counting begins now
+                last = value
+            new = value - last if value >= last else value
+            self.seen = True
+            self.total += new
+            if first:
+                self.while_away = new
+            if value != self._last:
+                self._last, self._dirty = value, True
+        if first:  # at once: a daemon killed before its first collection keeps it
+            self.save()
+        return new
+
+    def save(self) -> None:
+        if self.path is None or not self._dirty:
+            return
+        with self._lock:
+            text = json.dumps({"broker": self.broker, "dropped": self._last})
+            self._dirty = False
+        try:
+            statefile.write_atomic(self.path, text)
+        except OSError as exc:
+            log.warning("mqtt: cannot save %s: %s", self.path, exc.strerror or exc)
+
+
+def _broker_drops(data: Any, broker: str) -> int | None:
+    """The saved counter, if it was this broker's (after a change of broker: none)."""
+    if not isinstance(data, dict) or not isinstance(data.get("broker"), str):
+        raise TypeError("expected {broker: ..., dropped: ...}")
+    dropped = statefile.finite_int(data.get("dropped"))
+    return dropped if data["broker"] == broker else None
 
 
 class RetainedMemory:

@@ -5,11 +5,20 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from pitelemetry.inputs.mqtt import CompiledRule, MQTTInput, MQTTOptions, Rule, parse_timestamp
+from pitelemetry.inputs.mqtt import (
+    BROKER_DROPPED,
+    BrokerDrops,
+    CompiledRule,
+    MQTTInput,
+    MQTTOptions,
+    Rule,
+    parse_timestamp,
+)
 from pitelemetry.point import LineEncoder, Point
 
 T0 = 1_795_300_000_000_000_000
@@ -328,3 +337,63 @@ def test_a_flood_of_bad_topics_keeps_the_log_state_bounded() -> None:
         lines(source, f"tele/device{number}/SENSOR", "not json {")
     assert source.invalid == 20_000
     assert len(source._problems._active) <= 1024
+
+
+def sys_message(source: MQTTInput, dropped: bytes) -> None:
+    message = SimpleNamespace(topic=BROKER_DROPPED, payload=dropped, mid=0, qos=0, retain=True)
+    source._on_message(None, None, message)
+
+
+def test_the_broker_s_drops_count_from_its_first_value_and_show_in_status(
+    tmp_path: Path,
+) -> None:
+    source = MQTTInput(MQTTOptions(preset="tasmota"), state_dir=tmp_path)
+    sys_message(source, b"40")  # drops before we ever saw this broker: not ours to judge
+    assert source.status() == ""
+    sys_message(source, b"not a number")
+    sys_message(source, b"-5")
+    sys_message(source, b"55")
+    assert source.status().startswith("the BROKER DROPPED 15 messages since pitelemetry started")
+    assert [p.fields["broker_dropped"] for p in source.collect()] == [15]
+
+
+def test_drops_while_pitelemetry_was_stopped_are_counted_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    drops = BrokerDrops(tmp_path / "mqtt-broker.json", "tcp://hub:1883")
+    assert (drops.update(40), drops.update(45)) == (0, 5)
+    assert json.loads((tmp_path / "mqtt-broker.json").read_text())["dropped"] == 40
+    drops.save()
+    assert json.loads((tmp_path / "mqtt-broker.json").read_text()) == {
+        "broker": "tcp://hub:1883",
+        "dropped": 45,
+    }
+    again = BrokerDrops(tmp_path / "mqtt-broker.json", "tcp://hub:1883")  # a restart
+    assert (again.update(1045), again.total, again.while_away) == (1000, 1000, 1000)
+    assert again.update(1046) == 1
+    assert (again.total, again.while_away) == (1001, 1000)
+    assert again.update(3) == 3  # the broker restarted: its counter began again
+    assert again.total == 1004
+
+
+def test_the_drop_counter_is_written_only_when_it_moved(tmp_path: Path) -> None:
+    path = tmp_path / "mqtt-broker.json"
+    drops = BrokerDrops(path, "tcp://hub:1883")
+    drops.update(7)
+    assert path.exists()  # the first value, at once: a kill -9 next still has a baseline
+    path.unlink()
+    drops.update(7)
+    drops.save()
+    assert not path.exists()  # a quiet broker: no SD write
+    drops.update(9)
+    drops.save()
+    assert json.loads(path.read_text())["dropped"] == 9
+
+
+def test_another_broker_s_or_a_garbled_count_starts_afresh(tmp_path: Path) -> None:
+    path = tmp_path / "mqtt-broker.json"
+    path.write_text('{"broker": "tcp://old:1883", "dropped": 5}')
+    assert BrokerDrops(path, "tcp://hub:1883").update(900) == 0
+    path.write_text('{"broker": "tcp://hub:1883", "dropped": 1e400}')
+    assert BrokerDrops(path, "tcp://hub:1883").update(900) == 0
+    assert list(tmp_path.glob("mqtt-broker.json.bad-*"))  # moved aside, said in the log
