@@ -97,6 +97,17 @@ def subscribed(daemon: Daemon) -> None:
     time.sleep(0.5)
 
 
+def drops_told(daemon: Daemon, dropped: bool = True) -> str:
+    """The MQTT input's ``status`` line, once it tells of the broker's drops (or, with
+    ``dropped`` false, as it is)."""
+    state = daemon.wait_for(
+        lambda s: dropped == any("BROKER DROPPED" in (i["state"] or "") for i in s["inputs"]),
+        15,
+    )
+    (mqtt,) = [i for i in state["inputs"] if i["name"].startswith("mqtt")]
+    return str(mqtt["state"])
+
+
 def burst(base: int, count_: int, source: str = "s1") -> list[tuple[str, bytes]]:
     return [
         (f"burst/{source}", json.dumps({"seq": i, "ts": base + i}).encode()) for i in range(count_)
@@ -169,11 +180,7 @@ def test_a_10000_message_burst_arrives_complete(
         dropped = broker_dropped(mosquitto)
         if dropped:
             got = wait_count(influxdb, database, query, 10_000 - dropped, seconds=20)
-            state = daemon.wait_for(
-                lambda s: any("BROKER DROPPED" in (i["state"] or "") for i in s["inputs"]), 15
-            )
-            (mqtt,) = [i for i in state["inputs"] if i["name"].startswith("mqtt")]
-            assert f"the BROKER DROPPED {dropped} messages" in mqtt["state"]
+            assert f"the BROKER DROPPED {dropped} messages" in drops_told(daemon)
     finally:
         client.loop_stop()
         daemon.stop()
@@ -203,12 +210,7 @@ def test_a_stalled_daemon_is_told_what_the_broker_dropped(
         dropped = broker_dropped(mosquitto)
         query = "SELECT count(seq) FROM mqtt_burst"
         got = wait_count(influxdb, database, query, 3_000 - dropped)
-        state = daemon.wait_for(
-            lambda s: (
-                bool(dropped) == any("BROKER DROPPED" in (i["state"] or "") for i in s["inputs"])
-            ),
-            15,
-        )
+        told = drops_told(daemon, bool(dropped))
     finally:
         client.loop_stop()
         daemon.stop()
@@ -216,8 +218,7 @@ def test_a_stalled_daemon_is_told_what_the_broker_dropped(
         assert dropped == 0
     else:  # 1,000 queued + 20 in flight kept of 3,000
         assert dropped >= 1_000
-        (mqtt,) = [i for i in state["inputs"] if i["name"].startswith("mqtt")]
-        assert f"the BROKER DROPPED {dropped} messages" in mqtt["state"]
+        assert f"the BROKER DROPPED {dropped} messages" in told
     assert got == 3_000 - dropped
 
 
@@ -248,12 +249,9 @@ def test_kill_9_mid_burst_loses_nothing(
         daemon = Daemon(config).start()
         got = wait_count(influxdb, database, "SELECT count(seq) FROM mqtt_burst", 10_000 - dropped)
         if dropped:  # what the broker dropped while the daemon was dead: said at its start
-            state = daemon.wait_for(
-                lambda s: any("BROKER DROPPED" in (i["state"] or "") for i in s["inputs"]), 15
-            )
-            (mqtt,) = [i for i in state["inputs"] if i["name"].startswith("mqtt")]
-            assert f"the BROKER DROPPED {dropped} messages" in mqtt["state"]
-            assert f"({dropped} while it was stopped)" in mqtt["state"]
+            told = drops_told(daemon)
+            assert f"the BROKER DROPPED {dropped} messages" in told
+            assert f"({dropped} while it was stopped)" in told
     finally:
         client.loop_stop()
         daemon.stop()
