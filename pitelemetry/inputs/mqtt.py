@@ -748,8 +748,8 @@ class MQTTInput(Input):
 
 
 class BrokerDrops:
-    """The broker's count of the messages it dropped, for status, check and the ``mqtt``
-    points: Mosquitto's ``$SYS/broker/publish/messages/dropped``, one counter for all
+    """The broker's count of the messages it dropped, for status, the log and the
+    ``mqtt`` points: Mosquitto's ``$SYS/broker/publish/messages/dropped``, one counter for all
     its clients, which it drops from when a client's queue is full (1,000 messages by
     default): typically ours, while pitelemetry is stopped or too slow.
 
